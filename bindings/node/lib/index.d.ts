@@ -1,0 +1,394 @@
+// Hand-written typings for the idiomatic layer (lib/index.js). The native classes they wrap
+// are typed in the generated ../index.d.ts (NativeMemoryManager, NativeMemoryPool); keep
+// them consistent.
+
+import { EventEmitter } from 'node:events'
+import type { CleanupHookInfo, MemoryLimit } from '../index'
+
+export type { CleanupHookInfo, MemoryLimit }
+
+export type MemoryState = 'normal' | 'warning' | 'critical' | 'emergency'
+export type CleanupLevel = 'normal' | 'emergency'
+export type LimitOrigin = 'explicit' | 'host' | 'cgroup_v2' | 'cgroup_v1' | 'physical'
+export type Source = 'process' | 'host' | 'v8-heap'
+
+/** `code` is `'MW_' + kind`. */
+export type MemwardenErrorCode =
+  | 'MW_INVALID_ARGUMENT'
+  | 'MW_INVALID_CONFIG'
+  | 'MW_TIMEOUT'
+  | 'MW_EXHAUSTED'
+  | 'MW_CYCLE'
+  | 'MW_NOT_FOUND'
+  | 'MW_IO'
+  | 'MW_DATABASE'
+  | 'MW_CALLBACK'
+  | 'MW_CLOSED'
+  | 'MW_UNSUPPORTED'
+
+export class MemwardenError extends Error {
+  constructor(message: string, code: MemwardenErrorCode)
+  readonly code: MemwardenErrorCode
+}
+
+export interface MemoryUsage {
+  current_bytes: number
+  peak_bytes: number
+  limit_bytes: number
+  /** 0–100. */
+  usage_percent: number
+  /** MiB (1,048,576 bytes), unrounded. */
+  current_mb: number
+  peak_mb: number
+  limit_mb: number
+  limit_origin: LimitOrigin
+  source: Source
+}
+
+export interface HookRun {
+  name: string
+  ok: boolean
+  error: string | null
+  duration_ms: number
+}
+
+export interface GcReport {
+  trigger: 'manual' | 'auto' | 'probability' | 'emergency' | 'emergency_manual'
+  level: CleanupLevel
+  before_bytes: number
+  after_bytes: number
+  freed_bytes: number
+  freed_mb: number
+  duration_ms: number
+  hooks: HookRun[]
+  malloc_trim: boolean
+}
+
+export interface DetailedStats {
+  usage: MemoryUsage
+  state: MemoryState
+  source: Source
+  limit: { bytes: number; mb: number; formatted: string; origin: LimitOrigin }
+  thresholds: {
+    warning_threshold: number
+    critical_threshold: number
+    emergency_threshold: number
+    auto_gc_threshold: number
+    gc_probability: number
+    hysteresis: number
+  }
+  psi: Record<string, any> | null
+  checks: number
+  state_changes: number
+  cleanup_runs: number
+  last_cleanup: GcReport | null
+  cleanup_hooks: CleanupHookInfo[]
+  enable_detailed_tracking: boolean
+  history: Array<{ elapsed_seconds: number; current_bytes: number }> | null
+  growth_rate: { mb_per_min: number; r_squared: number } | null
+  [key: string]: any
+}
+
+export interface MemoryManagerConfig {
+  /** Fractions of the limit; defaults 0.75 / 0.9 / 0.95. */
+  warning_threshold?: number
+  critical_threshold?: number
+  emergency_threshold?: number
+  /** Collect when usage crosses this fraction (default 0.8). */
+  auto_gc_threshold?: number
+  /** Chance of a collection per check while above auto_gc_threshold (default 0.1). */
+  gc_probability?: number
+  enable_detailed_tracking?: boolean
+  /** `'512M'`, bytes, or -1 for no explicit limit. */
+  memory_limit?: string | number
+  /** Default `'process'`. */
+  source?: Source
+  /** Margin below a threshold before a state is left downward (default 0.02). */
+  hysteresis?: number
+  random_seed?: number
+  /** After-GC callback; receives the report. */
+  gcCallback?: (report: GcReport) => void
+  onStateChange?: (oldState: MemoryState, newState: MemoryState) => void
+  /** Register `global.gc` (when exposed) as cleanup hook `'v8-gc'`, priority -1000. Default true. */
+  hostGc?: boolean
+}
+
+export interface MemoryEvent {
+  state: MemoryState
+  previous: MemoryState
+  /** usage_percent (0–100) when the state was entered. */
+  usage: number
+  /** The configured threshold of `state`, a fraction of the limit. */
+  threshold: number
+}
+
+export interface MemoryManagerEvents {
+  stateChange: [oldState: MemoryState, newState: MemoryState]
+  memoryWarning: [event: MemoryEvent]
+  memoryCritical: [event: MemoryEvent]
+  memoryEmergency: [event: MemoryEvent]
+}
+
+export class MemoryManager extends EventEmitter {
+  static readonly STATE_NORMAL: 'normal'
+  static readonly STATE_WARNING: 'warning'
+  static readonly STATE_CRITICAL: 'critical'
+  static readonly STATE_EMERGENCY: 'emergency'
+
+  constructor(config?: MemoryManagerConfig)
+
+  on<K extends keyof MemoryManagerEvents>(event: K, listener: (...args: MemoryManagerEvents[K]) => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+  once<K extends keyof MemoryManagerEvents>(event: K, listener: (...args: MemoryManagerEvents[K]) => void): this
+  once(event: string | symbol, listener: (...args: any[]) => void): this
+
+  /** Samples, updates the state (emitting events synchronously) and returns it. */
+  check(): MemoryState
+  /** Same as check(). */
+  getMemoryState(): MemoryState
+  /** The state the last check arrived at. */
+  readonly state: MemoryState
+  readonly source: Source
+
+  getMemoryUsage(): MemoryUsage
+  getDetailedStats(): DetailedStats
+  forceGarbageCollection(): GcReport
+  emergencyCleanup(): GcReport
+
+  setMemoryLimit(limit: string | number): void
+  getMemoryLimit(): MemoryLimit
+
+  onStateChange(fn: (oldState: MemoryState, newState: MemoryState) => void): this
+  onBeforeGC(fn: () => void): this
+  onAfterGC(fn: (report: GcReport) => void): this
+  /** A `MemoryPool` in place of `fn` registers the pool's cleanup (idle trimmed to `min_size`; emergency: all idle); a `LazyContainer` its cleanup (release_lazy_on_cleanup). */
+  registerCleanupHook(name: string, fn: (() => void) | ((level: CleanupLevel) => void) | MemoryPool<any> | LazyContainer, priority?: number): this
+  unregisterCleanupHook(name: string): boolean
+  cleanupHooks(): CleanupHookInfo[]
+
+  /** For source 'host': current and peak bytes, and the host's own limit (omit / -1 = none). */
+  updateHostReading(current: number, peak?: number, limit?: number): void
+  resetPeak(): void
+  refreshLimit(): void
+}
+
+/** The core's pool keys, as the seed spells them. Times are seconds. */
+export interface PoolOptions {
+  /** At most this many objects exist (default 10). */
+  max_size?: number
+  /** Created up front and kept (default min(2, max_size)). */
+  min_size?: number
+  /** Idle objects unused this long are destroyed, down to min_size (default 300; 0 = never). */
+  max_idle_time?: number
+  /** Objects older than this are destroyed when next idle (default 0 = never). */
+  max_lifetime?: number
+  /** An object idle longer than this is validated before it is handed out (default 60). */
+  validation_interval?: number
+  /** How long acquireAsync() waits for a free object (default 30). */
+  acquire_timeout?: number
+  /** An object held longer than this is reported to onLeak (default 0 = off). */
+  leak_detection_threshold?: number
+  /** Evict, detect leaks and refill from an unref'd 1 s interval (default true). */
+  auto_cleanup?: boolean
+  /** Keep counters (default true); sizes are always known. */
+  statistics?: boolean
+  /** camelCase aliases of the keys above (giving both spellings is an error). */
+  maxSize?: number
+  minSize?: number
+  maxIdleTime?: number
+  maxLifetime?: number
+  validationInterval?: number
+  acquireTimeout?: number
+  leakDetectionThreshold?: number
+  autoCleanup?: boolean
+}
+
+export interface LeakReport<T = any> {
+  /** The lease id. */
+  id: number
+  held_ms: number
+  /** The acquiring call's stack, or the label given to acquire(). */
+  acquired_at: string | null
+  /** The object held (undefined in `recent_leaks` of the statistics). */
+  object?: T
+}
+
+export interface PoolConfig<T> extends PoolOptions {
+  /** Creates an object; called with the pool. Must return a new, non-null object synchronously. */
+  factory: ((pool: MemoryPool<T>) => T) | (() => T)
+  /** Runs on every release; a throw destroys the object and is rethrown by release(). */
+  reset?: (obj: T) => void
+  /** Runs on acquire for an object idle longer than validation_interval; false destroys it. */
+  validate?: (obj: T) => boolean
+  /** Runs when the pool destroys an object (eviction, failed validation or reset, trim, close). */
+  destroy?: (obj: T) => void
+  onLeak?: (report: LeakReport<T>) => void
+}
+
+export interface PoolStatistics {
+  active: number
+  idle: number
+  waiting: number
+  size: number
+  max_size: number
+  min_size: number
+  /** % of acquires served by an existing object. */
+  hit_rate: number
+  total_created: number
+  total_destroyed: number
+  total_acquired: number
+  timeouts: number
+  validation_failures: number
+  leaks: number
+  recent_leaks: LeakReport[]
+  closed: boolean
+  statistics: boolean
+}
+
+/**
+ * A factory-backed object pool. Hooks run on the JS thread inside the pool call that needs
+ * them; time-based maintenance runs on the next call and, with auto_cleanup, from an unref'd
+ * interval. Releasing an object twice, or one the pool did not hand out, is `MW_INVALID_ARGUMENT`
+ * (an object released and already handed to someone else cannot be told apart: do not use
+ * an object after releasing it).
+ */
+export class MemoryPool<T = any> {
+  constructor(config: PoolConfig<T>)
+  /** The config as given (frozen). */
+  readonly config: Readonly<Record<string, any>>
+  /**
+   * An idle or new object. Never blocks: throws MemwardenError `MW_EXHAUSTED` when all
+   * max_size objects are in use (use acquireAsync() to wait), `MW_CLOSED` after close(),
+   * or the factory's own exception. `label` names the call site in leak reports.
+   */
+  acquire(label?: string): T
+  /** Resolves with an object at once or when one is released (FIFO); rejects `MW_TIMEOUT` / `MW_CLOSED`. */
+  acquireAsync(label?: string): Promise<T>
+  /** Returns the object; `MW_INVALID_ARGUMENT` (nothing changed) when it is not out of this pool. */
+  release(obj: T): void
+  /** Acquires (waiting), calls fn, releases even when fn throws; resolves with fn's result. */
+  use<R>(fn: (obj: T) => R | Promise<R>): Promise<R>
+  getStatistics(): PoolStatistics
+  /** Evicts idle / expired objects, reports leaks, refills to min_size. */
+  maintain(): void
+  /** Destroys idle objects down to `keep` (default 0); returns how many. */
+  trim(keep?: number): number
+  /** 'normal' trims idle objects to min_size, 'emergency' to 0. */
+  cleanup(level?: CleanupLevel): void
+  /** No new acquires; idle objects destroyed, in-use ones when released; waiters rejected `MW_CLOSED`. */
+  close(): void
+  readonly closed: boolean
+}
+
+/**
+ * A pool whose hooks are methods. `min_size` objects are created inside the constructor,
+ * before a subclass's own fields are set: createObject() may read `this.config`.
+ */
+export abstract class TypedMemoryPool<T = any> extends MemoryPool<T> {
+  constructor(config?: PoolOptions & { onLeak?: (report: LeakReport<T>) => void; [key: string]: any })
+  protected abstract createObject(): T
+  protected resetObject(obj: T): void
+  protected validateObject(obj: T): boolean
+  protected destroyObject(obj: T): void
+}
+
+export interface ContainerConfig {
+  /** Construct class factories with their constructor parameters resolved by name (default true). */
+  auto_wire?: boolean
+  /** Detect cycles and report their path (default true); off, a depth guard still stops recursion. */
+  circular_detection?: boolean
+  /** Cache `lazy` instances (default true); singletons are always cached. */
+  cache_instances?: boolean
+  /** Per-service counts and times in getStatistics() (default false). */
+  debug_mode?: boolean
+  /** Let a MemoryManager's cleanup drop cached lazy (not singleton) instances (default false). */
+  release_lazy_on_cleanup?: boolean
+  /** camelCase aliases of the keys above (giving both spellings is an error). */
+  autoWire?: boolean
+  circularDetection?: boolean
+  cacheInstances?: boolean
+  debugMode?: boolean
+  releaseLazyOnCleanup?: boolean
+}
+
+/**
+ * A factory: a function called with the container (or without arguments), or — with
+ * `auto_wire` — a class whose constructor parameters (or `static inject = ['db', ...]`)
+ * name the services it is constructed with. Must return the instance synchronously.
+ */
+export type ServiceFactory<T = any> =
+  | ((container: LazyContainer) => T)
+  | (() => T)
+  | (new (...deps: any[]) => T)
+
+export interface ServiceOptions<T = any> {
+  /** Runs when the instance is disposed (container / scope dispose, releaseLazy), newest first. */
+  dispose?: (instance: T) => void
+  /** Replace a service already registered under this name (else `MW_INVALID_ARGUMENT`). */
+  override?: boolean
+}
+
+export interface ContainerStatistics {
+  /** Instances created. */
+  created: number
+  /** Instances held now (container-wide and in open scopes). */
+  cached: number
+  /** Mean creation time in ms (every lazy/singleton/scoped creation, one transient in 64). */
+  avg_creation_time: number
+  /** MB: lazy/singleton services never created times the average resident memory a first creation cost. */
+  memory_saved: number
+  registered: number
+  never_created: number
+  aliases: number
+  tags: number
+  /** With debug_mode only. */
+  services?: Record<string, { lifetime: string; created: number; total_creation_time: number; cached: boolean }>
+}
+
+/** One scope (one request) of a LazyContainer: `scoped` services once per scope. */
+export class ContainerScope {
+  private constructor()
+  get<T = any>(name: string): T
+  /** Runs the dispose hooks of this scope's instances, newest first. Idempotent. */
+  dispose(): void
+}
+
+/**
+ * Deferred object creation: `lazy`, `singleton`, transient `factory`, `scoped`; aliases,
+ * tags, cycle detection with the path (`MW_CYCLE`), disposal newest first. Factories run
+ * synchronously on the JS thread; a throwing factory's own exception is rethrown and
+ * nothing is cached.
+ */
+export class LazyContainer {
+  constructor(config?: ContainerConfig)
+  /** Created on first get, cached with cache_instances. */
+  lazy<T = any>(name: string, factory: ServiceFactory<T>, options?: ServiceOptions<T>): this
+  /** Created on first get, built exactly once. */
+  singleton<T = any>(name: string, factory: ServiceFactory<T>, options?: ServiceOptions<T>): this
+  /** A new instance on every get. */
+  factory<T = any>(name: string, factory: ServiceFactory<T>, options?: ServiceOptions<T>): this
+  /** One instance per scope: resolve through createScope().get(name). */
+  scoped<T = any>(name: string, factory: ServiceFactory<T>, options?: ServiceOptions<T>): this
+  /** `MW_NOT_FOUND` (with a did-you-mean), `MW_CYCLE`, `MW_CLOSED`, or the factory's own exception. */
+  get<T = any>(name: string): T
+  has(name: string): boolean
+  /** `get(alias)` resolves `name` (which need not exist yet); alias cycles are `MW_CYCLE`. */
+  alias(alias: string, name: string): this
+  tag(name: string, tags: string | string[]): this
+  /** The instances of every service tagged `tag`, in registration order. */
+  getByTag<T = any>(tag: string): T[]
+  /** Registered service names, in registration order. */
+  names(): string[]
+  createScope(): ContainerScope
+  /** Disposes open scopes, then cached instances newest first; later calls throw `MW_CLOSED`. */
+  dispose(): void
+  /** Drops cached lazy (not singleton) instances, running their dispose hooks; returns how many. */
+  releaseLazy(): number
+  getStatistics(): ContainerStatistics
+}
+
+/** `'512M'` -> 536870912; `'-1'` -> null. */
+export function parseSize(text: string): number | null
+/** 536870912 -> `'512M'`. */
+export function formatSize(bytes: number): string
+export const version: string

@@ -1,0 +1,69 @@
+"""memwarden: memory management for Python, on a Rust core.
+
+``MemoryManager`` watches this process's memory (or readings the host pushes) against a
+limit, moves through the states ``"normal"``, ``"warning"``, ``"critical"`` and
+``"emergency"`` with hysteresis, calls your callbacks on every change and runs cleanup hooks
+(Python's ``gc.collect()`` among them) when asked or when usage crosses a threshold.
+
+    >>> from memwarden import MemoryManager
+    >>> manager = MemoryManager(warning_threshold=0.75, critical_threshold=0.9)
+    >>> if manager.get_memory_state() == MemoryManager.STATE_CRITICAL:
+    ...     manager.emergency_cleanup()
+
+``MemoryPool`` reuses expensive objects: a factory creates them, ``acquire()`` hands one
+out (the object itself), ``release(obj)`` takes it back, ``with pool.use() as obj:`` does
+both. ``TypedMemoryPool`` is the same with the hooks as methods of a subclass.
+
+    >>> from memwarden import MemoryPool
+    >>> pool = MemoryPool(factory=bytearray, max_size=10, min_size=2, max_idle_time=300)
+    >>> with pool.use() as buf:
+    ...     buf.extend(b"data")
+"""
+
+from ._memwarden import (
+    AcquireTimeout,
+    CallbackError,
+    CircularDependencyError,
+    ClosedError,
+    ConfigError,
+    DatabaseError,
+    ExhaustedError,
+    InvalidArgumentError,
+    LazyContainer,
+    MemoryManager,
+    MemoryPool,
+    MemwardenError,
+    MemwardenIOError,
+    NotFoundError,
+    PoolUse,
+    Scope,
+    UnsupportedError,
+    __version__,
+    format_size,
+    parse_size,
+)
+from ._typed_pool import TypedMemoryPool
+
+__all__ = [
+    "AcquireTimeout",
+    "CallbackError",
+    "CircularDependencyError",
+    "ClosedError",
+    "ConfigError",
+    "DatabaseError",
+    "ExhaustedError",
+    "InvalidArgumentError",
+    "LazyContainer",
+    "MemoryManager",
+    "MemoryPool",
+    "MemwardenError",
+    "MemwardenIOError",
+    "NotFoundError",
+    "PoolUse",
+    "Scope",
+    "TypedMemoryPool",
+    "UnsupportedError",
+    "__version__",
+    "format_size",
+    "parse_size",
+]

@@ -1,0 +1,353 @@
+"""Native core of memwarden (PyO3). Import from ``memwarden``, not from here."""
+
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, TypeVar, Union, final
+
+__all__ = [
+    "__version__",
+    "MemwardenError",
+    "InvalidArgumentError",
+    "ConfigError",
+    "AcquireTimeout",
+    "NotFoundError",
+    "MemwardenIOError",
+    "ExhaustedError",
+    "CircularDependencyError",
+    "DatabaseError",
+    "CallbackError",
+    "ClosedError",
+    "UnsupportedError",
+    "MemoryManager",
+    "MemoryPool",
+    "PoolUse",
+    "LazyContainer",
+    "Scope",
+    "parse_size",
+    "format_size",
+]
+
+__version__: str
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+class MemwardenError(Exception):
+    """Base class of every memwarden error."""
+
+class InvalidArgumentError(MemwardenError, ValueError):
+    """A value passed to a call is out of range or malformed."""
+
+class ConfigError(MemwardenError, ValueError):
+    """A configuration key is unknown or its value is wrong; the message names the key and the value."""
+
+class AcquireTimeout(MemwardenError, TimeoutError):
+    """Waiting for something took longer than allowed."""
+
+class ExhaustedError(MemwardenError):
+    """A bounded resource has nothing left."""
+
+class CircularDependencyError(MemwardenError):
+    """A dependency cycle, with its path."""
+
+class NotFoundError(MemwardenError, LookupError):
+    """A named thing does not exist."""
+
+class MemwardenIOError(MemwardenError, OSError):
+    """The operating system refused a read or write."""
+
+class DatabaseError(MemwardenError):
+    """A database reported an error."""
+
+class CallbackError(MemwardenError):
+    """A callback failed in a way that left no Python exception to re-raise."""
+
+class ClosedError(MemwardenError):
+    """The object was closed and cannot be used any more."""
+
+class UnsupportedError(MemwardenError):
+    """The operation is not available on this system or in this mode."""
+
+def parse_size(text: str) -> Optional[int]:
+    """Parses ``"512M"``, ``"1g"``, ``"128K"`` or plain bytes; ``"-1"`` (no limit) gives ``None``.
+
+    Suffixes are binary (K = 1024) and case-insensitive, as in PHP's ``memory_limit``.
+    Raises ``InvalidArgumentError`` (a ``ValueError``) quoting the text otherwise.
+    """
+
+def format_size(bytes: int) -> str:
+    """Formats bytes in the largest unit that divides them exactly: ``536870912`` -> ``"512M"``."""
+
+@final
+class MemoryManager:
+    """Watches this process's memory (or readings the host pushes) against a limit.
+
+    ``MemoryManager(config=None, /, **kwargs)``: config keys may come in a dict, as keyword
+    arguments, or both (a key given twice is a ``ConfigError``):
+
+    - ``warning_threshold`` (0.75), ``critical_threshold`` (0.9), ``emergency_threshold``
+      (0.95): fractions of the limit, strictly increasing.
+    - ``auto_gc_threshold`` (0.8): crossing it runs a cleanup; while above, each check runs
+      one with probability ``gc_probability`` (0.1), drawn from a generator seeded by
+      ``random_seed`` when given.
+    - ``enable_detailed_tracking`` (False): keep recent samples and a growth rate in
+      ``get_detailed_stats()``.
+    - ``memory_limit``: ``"512M"``, an int number of bytes, or -1 (none: the cgroup or
+      physical limit applies).
+    - ``source``: ``"process"`` (resident memory, the default) or ``"host"`` (readings pushed
+      with ``update_host_reading()``). ``"v8-heap"`` is Node-only.
+    - ``hysteresis`` (0.02): a state is left downward only this fraction of the limit below
+      its threshold.
+    - ``gc_callback`` (alias ``gcCallback``): called after every cleanup run, with the report
+      dict if it takes one argument.
+    - ``on_state_change``: called as ``(old, new)`` on every state change.
+    - ``host_gc`` (True): register Python's ``gc.collect()`` as the cleanup hook
+      ``"python-gc"`` with priority -1000 (it runs after the other hooks).
+
+    Callbacks run on the thread that called in. An exception raised by a callback is
+    re-raised by the call that ran it, after everything else (the state update, the other
+    callbacks) has run. The manager holds no lock while a callback runs, so callbacks may
+    call the manager. Long calls (``check``, cleanup runs) release the GIL.
+    """
+
+    STATE_NORMAL: ClassVar[str]
+    STATE_WARNING: ClassVar[str]
+    STATE_CRITICAL: ClassVar[str]
+    STATE_EMERGENCY: ClassVar[str]
+
+    def __new__(cls, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> "MemoryManager": ...
+    def get_memory_usage(self) -> Dict[str, Any]:
+        """A fresh reading as a dict; does not change the state.
+
+        Keys: ``current_bytes``, ``peak_bytes``, ``limit_bytes``, ``usage_percent`` (0-100),
+        ``current_mb``, ``peak_mb``, ``limit_mb`` (MiB, unrounded), ``limit_origin``,
+        ``source``.
+        """
+    def get_memory_state(self) -> str:
+        """Samples, updates the state and fires callbacks (like ``check()``); returns the state."""
+    def check(self) -> str:
+        """Samples, updates the state (with hysteresis), fires ``on_state_change(old, new)``
+        once per change and runs automatic cleanup; returns the state. Releases the GIL."""
+    @property
+    def state(self) -> str:
+        """The state the last ``check()`` arrived at, without a new reading."""
+    def set_memory_limit(self, limit: Union[str, int]) -> None:
+        """Sets an explicit limit: ``"512M"``, ``"1G"``, a number of bytes, or -1 / ``"-1"`` to
+        clear it (the next origin applies). Raises ``InvalidArgumentError`` for a bad size and
+        ``TypeError`` for anything but str or int."""
+    def get_memory_limit(self) -> Tuple[int, str]:
+        """``(bytes, origin)``; origin is ``"explicit"``, ``"host"``, ``"cgroup_v2"``,
+        ``"cgroup_v1"`` or ``"physical"``."""
+    def force_garbage_collection(self) -> Dict[str, Any]:
+        """Runs the before-GC hooks, the cleanup hooks by priority (``gc.collect()`` among
+        them), ``malloc_trim(0)`` on glibc, then the after-GC callbacks.
+
+        Returns the report: ``trigger``, ``level``, ``before_bytes``, ``after_bytes``,
+        ``freed_bytes``, ``freed_mb``, ``duration_ms``, ``hooks`` (one dict per hook with
+        ``name``, ``ok``, ``error``, ``duration_ms``) and ``malloc_trim``.
+        """
+    def emergency_cleanup(self) -> Dict[str, Any]:
+        """``force_garbage_collection()`` with hooks called at level ``"emergency"``."""
+    def get_detailed_stats(self) -> Dict[str, Any]:
+        """Usage, state, limit and origin, thresholds, PSI, counters (``checks``,
+        ``state_changes``, ``cleanup_runs``), the last cleanup report, the cleanup hooks and,
+        with ``enable_detailed_tracking``, ``history`` and ``growth_rate``."""
+    def on_state_change(self, callback: _F) -> _F:
+        """Registers ``callback(old, new)``, called once per state change; returns it, so it
+        works as a decorator."""
+    def on_before_gc(self, callback: _F) -> _F:
+        """Registers ``callback()``, run first in every cleanup run; returns it."""
+    def on_after_gc(self, callback: _F) -> _F:
+        """Registers ``callback(report)`` (or ``callback()``), run last in every cleanup run;
+        returns it."""
+    def register_cleanup_hook(
+        self,
+        name: str,
+        callback: Union[Callable[[str], Any], Callable[[], Any], "MemoryPool", "LazyContainer", Any],
+        priority: int = 0,
+    ) -> None:
+        """Registers a named cleanup hook. It is called with the level (``"normal"`` or
+        ``"emergency"``) if it takes one argument, else with none. Higher priorities run
+        first, equal ones in registration order; a name registered again is replaced.
+
+        A ``MemoryPool`` or ``TypedMemoryPool`` registers the pool itself: a cleanup run
+        trims its idle objects to ``min_size`` (``"emergency"``: all idle objects). A
+        ``LazyContainer`` registers the container: with ``release_lazy_on_cleanup`` a cleanup
+        run drops its cached lazy (not singleton) instances, running their dispose hooks."""
+    def unregister_cleanup_hook(self, name: str) -> bool:
+        """Removes a cleanup hook by name; ``False`` when there was none."""
+    def cleanup_hooks(self) -> List[Tuple[str, int]]:
+        """``(name, priority)`` of every cleanup hook, in the order they run."""
+    def update_host_reading(self, current: int, peak: Optional[int] = None, limit: Optional[int] = None) -> None:
+        """For ``source="host"``: current and peak usage in bytes (peak defaults to current)
+        and the host's own limit (``None`` or -1: none). ``InvalidArgumentError`` on a
+        process manager."""
+    def reset_peak(self) -> None:
+        """Resets the peak to the current reading."""
+    def refresh_limit(self) -> None:
+        """Reads the cgroup and physical limits again (they are read once, at construction)."""
+
+@final
+class MemoryPool:
+    """An object pool: ``factory`` creates objects, ``acquire()`` hands one out (the object
+    itself), ``release(obj)`` takes it back; ``with pool.use() as obj:`` does both.
+
+    ``MemoryPool(config=None, /, **kwargs)``: keys in a dict, as keyword arguments, or both:
+
+    - ``factory`` (required): returns a new object; called with no argument, or with the
+      pool if it only accepts one.
+    - ``reset(obj)``: run on every release; if it raises, the object is destroyed and
+      ``release`` re-raises the exception.
+    - ``validate(obj) -> bool``: run on acquire for an object idle longer than
+      ``validation_interval``; false destroys it and the next object is tried.
+    - ``destroy(obj)``: run when the pool drops an object (eviction, failed validation or
+      reset, ``trim``, ``close``).
+    - ``on_leak(report)``: called once for an object held longer than
+      ``leak_detection_threshold``, with ``id``, ``held_ms`` and ``acquired_at`` (the label
+      given to ``acquire``, else the Python stack where it was acquired).
+    - ``max_size`` (10), ``min_size`` (2, or ``max_size`` if smaller; created at once),
+      ``max_idle_time`` (300 s; 0 = never), ``max_lifetime`` (0 = never),
+      ``validation_interval`` (60 s), ``acquire_timeout`` (30 s),
+      ``leak_detection_threshold`` (0 = off), ``auto_cleanup`` (True: a background thread
+      evicts, reports leaks and refills every second), ``statistics`` (True: keep counters).
+
+    An exception raised by a hook is re-raised, as it was, by the call that ran it; hooks
+    that run on the background thread report theirs to ``sys.unraisablehook``. Waiting in
+    ``acquire`` releases the GIL.
+    """
+
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> "MemoryPool": ...
+    def __init__(self, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> None: ...
+    def acquire(self, label: Optional[str] = None) -> Any:
+        """Takes an object: an idle one, a new one while fewer than ``max_size`` exist, else
+        waits up to ``acquire_timeout`` (``AcquireTimeout``). ``ClosedError`` once closed.
+        ``label`` is what a leak report names as ``acquired_at``."""
+    def release(self, obj: Any) -> None:
+        """Returns an object. Releasing it twice, or an object from elsewhere, is an
+        ``InvalidArgumentError`` and changes nothing."""
+    def use(self, label: Optional[str] = None) -> "PoolUse":
+        """``with pool.use() as obj:`` acquires on entry and releases on exit."""
+    def get_statistics(self) -> Dict[str, Any]:
+        """``active``, ``idle``, ``waiting``, ``size``, ``max_size``, ``min_size``,
+        ``hit_rate`` (% of acquires served by an existing object), ``total_created``,
+        ``total_destroyed``, ``total_acquired``, ``timeouts``, ``validation_failures``,
+        ``leaks``, ``recent_leaks``, ``closed``, ``statistics``. With ``statistics=False`` the
+        counters stay 0 and the sizes are still kept."""
+    def close(self) -> None:
+        """No new acquires; idle objects are destroyed now, in-use ones when released;
+        waiting acquires raise ``ClosedError``. Idempotent."""
+    def maintain(self) -> None:
+        """Evicts idle objects past ``max_idle_time`` (down to ``min_size``) or
+        ``max_lifetime``, reports leaks, refills to ``min_size``."""
+    def trim(self, keep: int) -> int:
+        """Destroys idle objects down to ``keep``; returns how many went."""
+    def cleanup(self, level: str = "normal") -> None:
+        """``"normal"``: trim idle objects to ``min_size``; ``"emergency"``: all of them."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    def __enter__(self) -> "MemoryPool": ...
+    def __exit__(self, *_exc: Any) -> bool: ...
+
+@final
+class PoolUse:
+    """What ``MemoryPool.use()`` returns: a context manager over one acquired object."""
+
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *_exc: Any) -> bool: ...
+
+@final
+class LazyContainer:
+    """Services created on first use.
+
+    ``LazyContainer(config=None, /, **kwargs)``: ``auto_wire`` (True: a class registered as a
+    factory is built with its ``__init__`` parameters resolved from the container, by
+    parameter name, else by the ``__name__`` of a class type hint, else their default),
+    ``circular_detection`` (True), ``cache_instances`` (True: cache ``lazy`` instances),
+    ``debug_mode`` (False: per-service figures in the statistics),
+    ``release_lazy_on_cleanup`` (False: a MemoryManager the container is registered with
+    drops cached lazy instances on cleanup).
+
+    ``lazy``, ``singleton``, ``factory`` (transient) and ``scoped`` register a factory
+    (called with the container if it takes one argument, else with none) and return it; with
+    ``factory`` omitted they return a decorator. ``dispose(instance)`` runs when the
+    instance is disposed. A factory's own exception is re-raised by ``get`` and nothing is
+    cached. Unknown names raise ``NotFoundError``, cycles ``CircularDependencyError``
+    (``circular dependency: a -> b -> a``), duplicates ``InvalidArgumentError`` (pass
+    ``override=True`` to replace), use after ``dispose()`` ``ClosedError``.
+    """
+
+    def __new__(cls, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> "LazyContainer": ...
+    def lazy(
+        self,
+        name: str,
+        factory: Optional[Callable[..., Any]] = None,
+        *,
+        dispose: Optional[Callable[[Any], Any]] = None,
+        override: bool = False,
+    ) -> Any:
+        """A lazy service: created on first ``get``, cached with ``cache_instances``."""
+    def singleton(
+        self,
+        name: str,
+        factory: Optional[Callable[..., Any]] = None,
+        *,
+        dispose: Optional[Callable[[Any], Any]] = None,
+        override: bool = False,
+    ) -> Any:
+        """A singleton: created on first ``get``, exactly once even when threads race."""
+    def factory(
+        self,
+        name: str,
+        factory: Optional[Callable[..., Any]] = None,
+        *,
+        dispose: Optional[Callable[[Any], Any]] = None,
+        override: bool = False,
+    ) -> Any:
+        """A transient service: a new instance on every ``get``."""
+    def scoped(
+        self,
+        name: str,
+        factory: Optional[Callable[..., Any]] = None,
+        *,
+        dispose: Optional[Callable[[Any], Any]] = None,
+        override: bool = False,
+    ) -> Any:
+        """A scoped service: one instance per scope, resolved through ``create_scope()``."""
+    def get(self, name: str, /) -> Any:
+        """The instance of ``name`` (or of the service an alias points to)."""
+    def has(self, name: str) -> bool:
+        """Whether ``name`` (or an alias of it) is registered."""
+    def __contains__(self, key: object, /) -> bool: ...
+    def alias(self, alias: str, name: str) -> None:
+        """``get(alias)`` resolves ``name``; an alias cycle is a ``CircularDependencyError``."""
+    def tag(self, name: str, tags: Union[str, List[str]]) -> None:
+        """Adds tags to a registered service."""
+    def get_by_tag(self, tag: str) -> List[Any]:
+        """The instances of every service tagged ``tag``, in the order they were tagged."""
+    def names(self) -> List[str]:
+        """Registered service names, in registration order."""
+    def create_scope(self) -> "Scope":
+        """A new scope for ``scoped`` services: ``with container.create_scope() as scope:``."""
+    def dispose(self) -> None:
+        """Disposes open scopes, then runs the dispose hooks of cached instances in reverse
+        creation order. Later use raises ``ClosedError``."""
+    def release_lazy(self) -> int:
+        """Drops cached lazy (not singleton) instances, running their dispose hooks; returns
+        how many went."""
+    def get_statistics(self) -> Dict[str, Any]:
+        """``created``, ``cached``, ``avg_creation_time`` (ms), ``memory_saved`` (MB: lazy and
+        singleton services never created, times the average resident memory a first creation
+        cost), ``registered``, ``never_created``, ``aliases``, ``tags``; with ``debug_mode``
+        also ``services``."""
+
+@final
+class Scope:
+    """One request's ``scoped`` instances."""
+
+    def get(self, name: str) -> Any:
+        """Resolves ``name`` in this scope."""
+    def dispose(self) -> None:
+        """Runs the dispose hooks of this scope's instances in reverse creation order."""
+    @property
+    def container(self) -> LazyContainer:
+        """The container this scope belongs to."""
+    def __enter__(self) -> "Scope": ...
+    def __exit__(self, *_exc: Any) -> bool: ...

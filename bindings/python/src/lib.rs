@@ -1,0 +1,47 @@
+//! Python binding of memwarden: `memwarden._memwarden`, re-exported by `memwarden/__init__.py`.
+//!
+//! A thin shell over `memwarden-core`: Python values become JSON config or core arguments,
+//! core results become dicts, core errors become one exception class per `ErrorKind`.
+//! Long core work runs with the GIL released; Python callbacks take it again.
+
+mod container;
+mod convert;
+mod errors;
+mod manager;
+mod pool;
+
+use pyo3::prelude::*;
+
+use memwarden_core as mw;
+
+/// Parses `"512M"`, `"1g"`, `"128K"` or plain bytes; `"-1"` (no limit) gives `None`.
+#[pyfunction]
+fn parse_size(py: Python<'_>, text: &str) -> PyResult<Option<u64>> {
+    match mw::parse_size(text) {
+        Ok(mw::Size::Bytes(b)) => Ok(Some(b)),
+        Ok(mw::Size::Unlimited) => Ok(None),
+        Err(e) => Err(errors::to_pyerr(py, e, None)),
+    }
+}
+
+/// Formats bytes in the largest unit that divides them exactly: `536870912` -> `"512M"`.
+#[pyfunction]
+fn format_size(bytes: u64) -> String {
+    mw::format_size(bytes)
+}
+
+#[pymodule]
+#[pyo3(name = "_memwarden")]
+fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", mw::VERSION)?;
+    errors::register(m)?;
+    m.add_class::<manager::PyMemoryManager>()?;
+    m.add_class::<pool::PyMemoryPool>()?;
+    m.add_class::<pool::PoolUse>()?;
+    m.add_class::<container::PyLazyContainer>()?;
+    container::install_fast_get(m.py())?;
+    m.add_class::<container::PyScope>()?;
+    m.add_function(wrap_pyfunction!(parse_size, m)?)?;
+    m.add_function(wrap_pyfunction!(format_size, m)?)?;
+    Ok(())
+}

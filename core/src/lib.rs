@@ -1,0 +1,28 @@
+//! memwarden-core: every behaviour of memwarden, in safe Rust.
+//!
+//! Floors, each using only those below it:
+//! `error`, `size`, `config`, `stats`, `cleanup` at the bottom; `probe` above them;
+//! `manager` above `probe`. Later components (pool, container, tracker, iterators,
+//! alerting, chunk processing, monitoring) stack on top and never import a module on
+//! their own floor or above.
+
+pub mod cleanup;
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod manager;
+pub mod pool;
+pub mod probe;
+pub mod size;
+pub mod stats;
+
+pub use cleanup::{Cleanup, CleanupLevel};
+pub use container::{Container, ContainerConfig, Lifetime, Scope};
+pub use error::{Error, ErrorKind, Result};
+pub use manager::{GcReport, ManagerConfig, MemoryManager, Source, State, Usage};
+pub use pool::{Lease, Pool, PoolBuilder, PoolConfig, PoolStats};
+pub use probe::LimitOrigin;
+pub use size::{Size, format_size, parse_size};
+
+/// The crate version, as `mw_version()` and every binding report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,247 @@
+/* memwarden.h for PHP's FFI::cdef: generated from include/memwarden.h; do not edit. */
+
+typedef enum {
+  MW_STATUS_OK = 0,
+  MW_STATUS_NULL_ARGUMENT = 1,
+  MW_STATUS_INVALID_ARGUMENT = 2,
+  MW_STATUS_INVALID_CONFIG = 3,
+  MW_STATUS_TIMEOUT = 4,
+  MW_STATUS_EXHAUSTED = 5,
+  MW_STATUS_CYCLE = 6,
+  MW_STATUS_NOT_FOUND = 7,
+  MW_STATUS_IO = 8,
+  MW_STATUS_DATABASE = 9,
+  MW_STATUS_CALLBACK = 10,
+  MW_STATUS_CLOSED = 11,
+  MW_STATUS_UNSUPPORTED = 12,
+  MW_STATUS_PANIC = 99,
+} mw_status;
+
+typedef enum {
+  MW_STATE_NORMAL = 0,
+  MW_STATE_WARNING = 1,
+  MW_STATE_CRITICAL = 2,
+  MW_STATE_EMERGENCY = 3,
+} mw_state;
+
+typedef enum {
+  MW_LIMIT_ORIGIN_EXPLICIT = 0,
+  MW_LIMIT_ORIGIN_HOST = 1,
+  MW_LIMIT_ORIGIN_CGROUP_V2 = 2,
+  MW_LIMIT_ORIGIN_CGROUP_V1 = 3,
+  MW_LIMIT_ORIGIN_PHYSICAL = 4,
+} mw_limit_origin;
+
+typedef enum {
+  MW_LIFETIME_LAZY = 0,
+  MW_LIFETIME_SINGLETON = 1,
+  MW_LIFETIME_FACTORY = 2,
+  MW_LIFETIME_SCOPED = 3,
+} mw_lifetime;
+
+typedef struct mw_container mw_container;
+
+typedef struct mw_manager mw_manager;
+
+typedef struct mw_pool mw_pool;
+
+typedef struct mw_scope mw_scope;
+
+typedef int32_t (*mw_container_factory_fn)(void *user_data,
+                                           mw_container *container,
+                                           void **out_instance);
+
+typedef void (*mw_container_destroy_fn)(void *user_data, void *instance);
+
+typedef void (*mw_free_fn)(void *user_data);
+
+typedef struct {
+  uint64_t current_bytes;
+  uint64_t peak_bytes;
+  uint64_t limit_bytes;
+  double usage_percent;
+} mw_usage;
+
+typedef int32_t (*mw_host_reader_fn)(void *user_data,
+                                     uint64_t *current_bytes,
+                                     uint64_t *peak_bytes,
+                                     int64_t *limit_bytes);
+
+typedef int32_t (*mw_state_change_fn)(void *user_data, mw_state old_state, mw_state new_state);
+
+typedef int32_t (*mw_hook_fn)(void *user_data);
+
+typedef int32_t (*mw_gc_fn)(void *user_data, const char *report_json);
+
+typedef int32_t (*mw_cleanup_fn)(void *user_data, bool emergency);
+
+typedef int32_t (*mw_pool_create_fn)(void *user_data, void **out_object);
+
+typedef int32_t (*mw_pool_reset_fn)(void *user_data, void *object);
+
+typedef int32_t (*mw_pool_validate_fn)(void *user_data, void *object, bool *out_valid);
+
+typedef void (*mw_pool_destroy_fn)(void *user_data, void *object);
+
+typedef void (*mw_pool_leak_fn)(void *user_data, const char *report_json);
+
+typedef struct {
+  void *user_data;
+  mw_free_fn free_user_data;
+  mw_pool_create_fn create;
+  mw_pool_reset_fn reset;
+  mw_pool_validate_fn validate;
+  mw_pool_destroy_fn destroy;
+  mw_pool_leak_fn on_leak;
+  bool background_hooks;
+} mw_pool_callbacks;
+
+const char *mw_last_error_message(void);
+
+void mw_string_free(char *s);
+
+const char *mw_version(void);
+
+mw_status mw_size_parse(const char *text, int64_t *out_bytes);
+
+mw_status mw_size_format(uint64_t bytes, char **out);
+
+mw_status mw_container_new(const char *config_json, mw_container **out);
+
+void mw_container_free(mw_container *container);
+
+mw_status mw_container_register(mw_container *container,
+                                const char *name,
+                                int32_t lifetime_kind,
+                                mw_container_factory_fn factory,
+                                mw_container_destroy_fn destroy,
+                                void *user_data,
+                                mw_free_fn free_user_data,
+                                bool replace);
+
+mw_status mw_container_get(mw_container *container, const char *name, void **out_instance);
+
+mw_status mw_container_has(const mw_container *container, const char *name, bool *out);
+
+mw_status mw_container_alias(mw_container *container, const char *alias, const char *target);
+
+mw_status mw_container_tag(mw_container *container,
+                           const char *name,
+                           const char *const *tags,
+                           size_t count);
+
+mw_status mw_container_get_by_tag(mw_container *container,
+                                  const char *tag,
+                                  void **out_instances,
+                                  size_t capacity,
+                                  size_t *out_count);
+
+mw_status mw_container_dispose(mw_container *container);
+
+mw_status mw_container_stats_json(const mw_container *container, char **out);
+
+mw_status mw_container_create_scope(mw_container *container, mw_scope **out);
+
+mw_status mw_scope_get(mw_scope *scope, const char *name, void **out_instance);
+
+mw_status mw_scope_dispose(mw_scope *scope);
+
+void mw_scope_free(mw_scope *scope);
+
+mw_status mw_manager_add_container(mw_manager *manager,
+                                   const char *name,
+                                   int32_t priority,
+                                   mw_container *container);
+
+mw_status mw_manager_new(const char *config_json, mw_manager **out);
+
+void mw_manager_free(mw_manager *manager);
+
+mw_status mw_manager_check(mw_manager *manager, mw_state *out_state);
+
+mw_status mw_manager_state(const mw_manager *manager, mw_state *out);
+
+mw_status mw_manager_usage(const mw_manager *manager, mw_usage *out);
+
+mw_status mw_manager_usage_json(const mw_manager *manager, char **out);
+
+mw_status mw_manager_set_limit(mw_manager *manager, const char *size);
+
+mw_status mw_manager_set_limit_bytes(mw_manager *manager, int64_t bytes);
+
+mw_status mw_manager_limit(const mw_manager *manager,
+                           uint64_t *out_bytes,
+                           mw_limit_origin *out_origin);
+
+mw_status mw_manager_stats_json(const mw_manager *manager, char **out);
+
+mw_status mw_manager_force_gc(mw_manager *manager, char **out_report);
+
+mw_status mw_manager_emergency_cleanup(mw_manager *manager, char **out_report);
+
+mw_status mw_manager_update_host_reading(mw_manager *manager,
+                                         uint64_t current_bytes,
+                                         uint64_t peak_bytes,
+                                         int64_t limit_bytes);
+
+mw_status mw_manager_set_host_reader(mw_manager *manager,
+                                     mw_host_reader_fn callback,
+                                     void *user_data,
+                                     mw_free_fn free_user_data);
+
+mw_status mw_manager_reset_peak(mw_manager *manager);
+
+mw_status mw_manager_refresh_limit(mw_manager *manager);
+
+mw_status mw_manager_on_state_change(mw_manager *manager,
+                                     mw_state_change_fn callback,
+                                     void *user_data,
+                                     mw_free_fn free_user_data);
+
+mw_status mw_manager_on_before_gc(mw_manager *manager,
+                                  mw_hook_fn callback,
+                                  void *user_data,
+                                  mw_free_fn free_user_data);
+
+mw_status mw_manager_on_after_gc(mw_manager *manager,
+                                 mw_gc_fn callback,
+                                 void *user_data,
+                                 mw_free_fn free_user_data);
+
+mw_status mw_manager_add_cleanup_hook(mw_manager *manager,
+                                      const char *name,
+                                      int32_t priority,
+                                      mw_cleanup_fn callback,
+                                      void *user_data,
+                                      mw_free_fn free_user_data);
+
+mw_status mw_manager_remove_cleanup_hook(mw_manager *manager, const char *name, bool *out_removed);
+
+const char *mw_state_name(int32_t state);
+
+mw_status mw_pool_new(const char *config_json, const mw_pool_callbacks *callbacks, mw_pool **out);
+
+void mw_pool_free(mw_pool *pool);
+
+mw_status mw_pool_acquire(mw_pool *pool, const char *label, void **out_object);
+
+mw_status mw_pool_try_acquire(mw_pool *pool,
+                              const char *label,
+                              void **out_object,
+                              bool *out_acquired);
+
+mw_status mw_pool_release(mw_pool *pool, void *object);
+
+mw_status mw_pool_maintain(mw_pool *pool);
+
+mw_status mw_pool_trim(mw_pool *pool, size_t keep, size_t *out_destroyed);
+
+mw_status mw_pool_close(mw_pool *pool);
+
+mw_status mw_pool_stats_json(const mw_pool *pool, char **out);
+
+mw_status mw_manager_add_pool(mw_manager *manager,
+                              const char *name,
+                              int32_t priority,
+                              mw_pool *pool);
+
