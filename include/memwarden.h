@@ -120,8 +120,9 @@ typedef struct mw_pool mw_pool;
 typedef struct mw_scope mw_scope;
 
 // Builds an instance: write it to `*out_instance` (not NULL) and return 0. Non-zero fails the
-// get with `MW_STATUS_CALLBACK`. `container` is the container being resolved, for getting
-// dependencies.
+// get with `MW_STATUS_CALLBACK`; the message names the service and the status, followed by
+// the message of the last `mw_container_get` / `mw_scope_get` that failed inside the factory
+// (its cause). `container` is the container being resolved, for getting dependencies.
 typedef int32_t (*mw_container_factory_fn)(void *user_data,
                                            mw_container *container,
                                            void **out_instance);

@@ -233,6 +233,15 @@ impl Drop for FrameGuard {
     }
 }
 
+/// Clears a service's `building` marker and wakes the threads waiting for it.
+struct Unmark<'a, T>(&'a Service<T>);
+impl<T> Drop for Unmark<'_, T> {
+    fn drop(&mut self) {
+        *self.0.building.lock() = None;
+        self.0.built.notify_all();
+    }
+}
+
 fn chain_names(stack: &[Frame], container: u64) -> Vec<String> {
     stack.iter().filter(|f| f.container == container).map(|f| f.name.to_string()).collect()
 }
@@ -436,11 +445,9 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
                     .and_then(|(_, any)| any.clone().downcast::<ScopeInner<T>>().ok())
             })
         });
-        scope.map(|inner| Scope { inner }).ok_or_else(|| {
-            Error::invalid_argument(format!(
-                "service '{name}' is scoped: resolve it through a scope (create_scope().get('{name}'))"
-            ))
-        })
+        scope
+            .map(|inner| Scope { inner })
+            .ok_or_else(|| Error::invalid_argument(format!("service '{name}' is scoped: resolve it through a scope")))
     }
 
     fn resolve(&self, service: &Arc<Service<T>>, scope: Option<&Scope<T>>) -> Result<T> {
@@ -516,6 +523,18 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
                         *building = Some(me);
                         break;
                     }
+                    Some(owner) if owner == me => {
+                        // This thread is building it already: its own factory asked for it
+                        // again (a cycle `circular_detection` was off for). Waiting would never end.
+                        let mut path = chain_names(&STACK.with(|s| s.borrow().clone()), self.inner.id);
+                        let start = path.iter().position(|n| **n == *service.name).unwrap_or(0);
+                        path.drain(..start);
+                        path.push(service.name.to_string());
+                        return Err(Error::new(
+                            ErrorKind::Cycle,
+                            format!("circular dependency: {}", path.join(" -> ")),
+                        ));
+                    }
                     Some(owner) => {
                         // Would waiting close a cycle of threads waiting on each other?
                         let mut waits = WAITS.lock();
@@ -546,15 +565,17 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
                 }
             }
         }
+        // Clears the marker and wakes the waiters also when the factory panics, so they do
+        // not wait for a build that will never finish.
+        let unmark = Unmark(service);
         let result = self.create(service, scope, true);
-        let mut building = service.building.lock();
-        *building = None;
         if let Ok(v) = &result {
             let arc = Arc::new(v.clone());
+            let _building = service.building.lock();
             service.instance.store(Some(arc.clone()));
             self.inner.created_order.lock().push((service.clone(), arc));
         }
-        service.built.notify_all();
+        drop(unmark);
         result
     }
 
@@ -933,7 +954,7 @@ mod tests {
         .unwrap();
         c.register("config", Lifetime::Singleton, value("config"), Some(teardown(&log)), false).unwrap();
         let e = c.get("request").unwrap_err();
-        assert!(e.message().contains("resolve it through a scope"), "{e}");
+        assert_eq!(e.message(), "service 'request' is scoped: resolve it through a scope");
         let s1 = c.create_scope().unwrap();
         let s2 = c.create_scope().unwrap();
         let h1 = s1.get("handler").unwrap();
@@ -1032,6 +1053,106 @@ mod tests {
         let e = c.get("self").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Cycle);
         assert!(e.message().contains("deeper than 200"), "{e}");
+    }
+
+    /// Runs `f` on its own thread and fails the test if it does not finish in time, so a
+    /// regression to a deadlock fails instead of hanging the test run.
+    fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what}: hung (or panicked)"))
+    }
+
+    fn undetected() -> C {
+        Container::new(ContainerConfig { circular_detection: false, ..Default::default() })
+    }
+
+    #[test]
+    fn without_circular_detection_a_cached_service_resolving_itself_fails_instead_of_waiting() {
+        for lifetime in [Lifetime::Lazy, Lifetime::Singleton] {
+            let e = within("self", move || {
+                let c = undetected();
+                let c2 = c.clone();
+                c.register("self", lifetime, Arc::new(move || c2.get("self")), None, false).unwrap();
+                c.get("self").unwrap_err()
+            });
+            assert_eq!(e.kind(), ErrorKind::Cycle, "{lifetime:?}: {e}");
+            assert_eq!(e.message(), "circular dependency: self -> self", "{lifetime:?}");
+        }
+    }
+
+    #[test]
+    fn without_circular_detection_a_two_service_cycle_on_one_thread_fails_with_its_path() {
+        for lifetime in [Lifetime::Lazy, Lifetime::Singleton] {
+            let (e, after) = within("a -> b -> a", move || {
+                let c = undetected();
+                let (ca, cb) = (c.clone(), c.clone());
+                c.register("a", lifetime, Arc::new(move || ca.get("b")), None, false).unwrap();
+                // Through a transient in between: the marker is still this thread's own.
+                c.register("t", Lifetime::Transient, Arc::new(move || cb.get("a")), None, false).unwrap();
+                c.alias("b", "t").unwrap();
+                let e = c.get("a").unwrap_err();
+                // Nothing stale: the markers are cleared and a fixed graph resolves.
+                c.register("t", Lifetime::Transient, value("t"), None, true).unwrap();
+                (e, c.get("a").map(|v| v.to_string()))
+            });
+            assert_eq!(e.kind(), ErrorKind::Cycle, "{lifetime:?}: {e}");
+            assert_eq!(e.message(), "circular dependency: a -> t -> a", "{lifetime:?}");
+            assert_eq!(after.unwrap(), "t");
+        }
+    }
+
+    #[test]
+    fn without_circular_detection_the_depth_guard_stops_long_chains_and_scoped_cycles() {
+        let e = within("chain", || {
+            let c = undetected();
+            for i in 0..(MAX_DEPTH + 50) {
+                let c2 = c.clone();
+                let next = format!("s{}", i + 1);
+                c.register(&format!("s{i}"), Lifetime::Lazy, Arc::new(move || c2.get(&next)), None, false).unwrap();
+            }
+            c.get("s0").unwrap_err()
+        });
+        assert_eq!(e.kind(), ErrorKind::Cycle);
+        assert!(e.message().contains("deeper than 200"), "{e}");
+        let e = within("scoped", || {
+            let c = undetected();
+            let c2 = c.clone();
+            c.register("req", Lifetime::Scoped, Arc::new(move || c2.get("req")), None, false).unwrap();
+            let scope = c.create_scope().unwrap();
+            scope.get("req").unwrap_err()
+        });
+        assert_eq!(e.kind(), ErrorKind::Cycle);
+        assert!(e.message().contains("deeper than 200"), "{e}");
+    }
+
+    #[test]
+    fn a_panicking_factory_leaves_no_building_marker_behind() {
+        let made = within("panic", || {
+            let c = container();
+            let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let f = first.clone();
+            c.register(
+                "s",
+                Lifetime::Singleton,
+                Arc::new(move || {
+                    if f.swap(false, Ordering::SeqCst) {
+                        panic!("boom");
+                    }
+                    Ok(Arc::new("s".into()))
+                }),
+                None,
+                false,
+            )
+            .unwrap();
+            let c2 = c.clone();
+            assert!(std::thread::spawn(move || c2.get("s")).join().is_err(), "the factory panicked");
+            // Another thread (and this one) must build it now, not wait for the dead build.
+            c.get("s").map(|v| v.to_string())
+        });
+        assert_eq!(made.unwrap(), "s");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `mw_container_*` and `mw_scope_*`: the LazyContainer through the C ABI. Instances are `void *`.
 
-use std::ffi::{c_char, c_void};
+use std::cell::RefCell;
+use std::ffi::{CStr, c_char, c_void};
 use std::sync::Arc;
 
 use memwarden_core::{Container, Error, Lifetime, Scope, config};
 
 use crate::boundary::{
-    FfiError, FfiResult, boundary, boundary_void, free_handle, get_handle, mw_status, need_out, new_handle, out_string,
-    str_arg, write_out,
+    FfiError, FfiResult, boundary, boundary_void, free_handle, get_handle, last_error_ptr, mw_status, need_out,
+    new_handle, out_string, str_arg, write_out,
 };
 use crate::manager::{mw_free_fn, mw_manager};
 
@@ -42,8 +43,9 @@ pub enum mw_lifetime {
 }
 
 /// Builds an instance: write it to `*out_instance` (not NULL) and return 0. Non-zero fails the
-/// get with `MW_STATUS_CALLBACK`. `container` is the container being resolved, for getting
-/// dependencies.
+/// get with `MW_STATUS_CALLBACK`; the message names the service and the status, followed by
+/// the message of the last `mw_container_get` / `mw_scope_get` that failed inside the factory
+/// (its cause). `container` is the container being resolved, for getting dependencies.
 pub type mw_container_factory_fn = Option<
     unsafe extern "C" fn(user_data: *mut c_void, container: *mut mw_container, out_instance: *mut *mut c_void) -> i32,
 >;
@@ -77,6 +79,43 @@ impl Drop for UserData {
             unsafe { f(self.ptr) };
         }
     }
+}
+
+thread_local! {
+    /// One slot per C factory running on this thread (innermost last): the message of the
+    /// last `mw_container_get` / `mw_scope_get` that failed inside it, so the factory's own
+    /// failure can carry its cause instead of only its status.
+    static NESTED_FAILURES: RefCell<Vec<Option<String>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Pops this factory's slot, also when the factory unwinds.
+struct NestedSlot;
+impl NestedSlot {
+    fn push() -> Self {
+        NESTED_FAILURES.with(|n| n.borrow_mut().push(None));
+        NestedSlot
+    }
+    fn take(&self) -> Option<String> {
+        NESTED_FAILURES.with(|n| n.borrow_mut().last_mut().and_then(Option::take))
+    }
+}
+impl Drop for NestedSlot {
+    fn drop(&mut self) {
+        NESTED_FAILURES.with(|n| n.borrow_mut().pop());
+    }
+}
+
+/// After a get: when it failed inside a factory, remembers its message for that factory.
+fn note_nested(status: mw_status) -> mw_status {
+    if status != mw_status::Ok {
+        NESTED_FAILURES.with(|n| {
+            if let Some(slot) = n.borrow_mut().last_mut() {
+                // Safety: the thread's last-error string, NUL-terminated and alive here.
+                *slot = Some(unsafe { CStr::from_ptr(last_error_ptr()) }.to_string_lossy().into_owned());
+            }
+        });
+    }
+    status
 }
 
 fn container(c: *const mw_container) -> FfiResult<Arc<mw_container>> {
@@ -160,11 +199,17 @@ pub unsafe extern "C" fn mw_container_register(
         let service = name.to_string();
         let make = Arc::new(move || {
             let mut out: *mut c_void = std::ptr::null_mut();
+            let nested = NestedSlot::push();
             // Safety: the caller's factory with its user_data, the container handle it was
             // registered on (live while this runs) and a live out-pointer.
             let rc = unsafe { f(fud.ptr(), handle as *mut mw_container, &mut out) };
             if rc != 0 {
-                return Err(Error::callback(format!("factory returned {rc}")));
+                let mut msg = format!("factory of '{service}' failed with status {rc}");
+                if let Some(cause) = nested.take() {
+                    msg.push_str("; caused by: ");
+                    msg.push_str(&cause);
+                }
+                return Err(Error::callback(msg));
             }
             if out.is_null() {
                 return Err(Error::callback(format!("factory of '{service}' returned 0 but wrote a NULL instance")));
@@ -193,7 +238,7 @@ pub unsafe extern "C" fn mw_container_get(
     name: *const c_char,
     out_instance: *mut *mut c_void,
 ) -> mw_status {
-    boundary(|| {
+    note_nested(boundary(|| {
         let c = self::container(container)?;
         need_out(out_instance, "out_instance")?;
         // Safety: NUL-terminated per the contract.
@@ -201,7 +246,7 @@ pub unsafe extern "C" fn mw_container_get(
         let v = c.inner.get(name)?;
         // Safety: checked non-NULL above.
         unsafe { write_out(out_instance, "out_instance", v.0) }
-    })
+    }))
 }
 
 /// Whether `name` (or an alias of it) is registered.
@@ -331,7 +376,7 @@ pub unsafe extern "C" fn mw_scope_get(
     name: *const c_char,
     out_instance: *mut *mut c_void,
 ) -> mw_status {
-    boundary(|| {
+    note_nested(boundary(|| {
         let s: Arc<mw_scope> = get_handle(scope, "scope")?;
         need_out(out_instance, "out_instance")?;
         // Safety: NUL-terminated per the contract.
@@ -339,7 +384,7 @@ pub unsafe extern "C" fn mw_scope_get(
         let v = s.inner.get(name)?;
         // Safety: checked non-NULL above.
         unsafe { write_out(out_instance, "out_instance", v.0) }
-    })
+    }))
 }
 
 /// Tears down the scope's instances in reverse creation order. Idempotent.

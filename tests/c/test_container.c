@@ -153,8 +153,14 @@ static void test_cycles_failures_and_scopes(void) {
     CHECK_STATUS(mw_container_register(c, "b", MW_LIFETIME_LAZY, make, destroy, &b, NULL, false), MW_STATUS_OK);
     CHECK_STATUS(mw_container_register(c, "c", MW_LIFETIME_LAZY, make, destroy, &cc, NULL, false), MW_STATUS_OK);
     void *v;
-    /* The innermost get reports the cycle; each factory above it returns non-zero. */
+    /* The innermost get reports the cycle; each factory above it returns non-zero. The message
+     * names each factory with its status and keeps the innermost cause. */
     CHECK_STATUS(mw_container_get(c, "a", &v), MW_STATUS_CALLBACK);
+    ERR_HAS("failed to create service 'a'");
+    ERR_HAS("factory of 'a' failed with status 110"); /* 100 + MW_STATUS_CALLBACK from get(b) */
+    ERR_HAS("factory of 'b' failed with status 110");
+    ERR_HAS("factory of 'c' failed with status 106"); /* 100 + MW_STATUS_CYCLE from get(a) */
+    ERR_HAS("circular dependency: a -> b -> c -> a");
     /* Fixing c breaks the cycle: nothing stale was left behind. */
     spec c2 = {.name = "c"};
     CHECK_STATUS(mw_container_register(c, "c", MW_LIFETIME_LAZY, make, destroy, &c2, NULL, true), MW_STATUS_OK);
@@ -165,7 +171,14 @@ static void test_cycles_failures_and_scopes(void) {
     CHECK_STATUS(mw_container_register(c, "nul", MW_LIFETIME_SINGLETON, make, destroy, &nul, NULL, false), MW_STATUS_OK);
     CHECK_STATUS(mw_container_get(c, "bad", &v), MW_STATUS_CALLBACK);
     ERR_HAS("failed to create service 'bad'");
-    ERR_HAS("factory returned 7");
+    ERR_HAS("factory of 'bad' failed with status 7");
+    /* A dependency's failure: the outer factory's status, then the inner cause. */
+    spec needs_bad = {.name = "needsBad", .dep = "bad"};
+    CHECK_STATUS(mw_container_register(c, "needsBad", MW_LIFETIME_LAZY, make, destroy, &needs_bad, NULL, false), MW_STATUS_OK);
+    CHECK_STATUS(mw_container_get(c, "needsBad", &v), MW_STATUS_CALLBACK);
+    CHECK(strcmp(mw_last_error_message(),
+                 "failed to create service 'needsBad' (via needsBad): factory of 'needsBad' failed with status 110; "
+                 "caused by: failed to create service 'bad' (via needsBad -> bad): factory of 'bad' failed with status 7") == 0);
     CHECK_STATUS(mw_container_get(c, "nul", &v), MW_STATUS_CALLBACK);
     ERR_HAS("NULL instance");
     /* Scopes: one instance per scope, torn down with it. */
@@ -173,7 +186,7 @@ static void test_cycles_failures_and_scopes(void) {
     spec req = {.name = "req", .log = log};
     CHECK_STATUS(mw_container_register(c, "req", MW_LIFETIME_SCOPED, make, destroy, &req, NULL, false), MW_STATUS_OK);
     CHECK_STATUS(mw_container_get(c, "req", &v), MW_STATUS_INVALID_ARGUMENT);
-    ERR_HAS("resolve it through a scope");
+    CHECK(strcmp(mw_last_error_message(), "service 'req' is scoped: resolve it through a scope") == 0);
     mw_scope *s1 = NULL, *s2 = NULL;
     CHECK_STATUS(mw_container_create_scope(c, &s1), MW_STATUS_OK);
     CHECK_STATUS(mw_container_create_scope(c, &s2), MW_STATUS_OK);

@@ -345,7 +345,11 @@ export interface ContainerStatistics {
   services?: Record<string, { lifetime: string; created: number; total_creation_time: number; cached: boolean }>
 }
 
-/** One scope (one request) of a LazyContainer: `scoped` services once per scope. */
+/**
+ * One scope (one request) of a LazyContainer: `scoped` services once per scope. Call
+ * `dispose()` when done; a scope garbage-collected without it is disposed after the
+ * collection (its dispose hooks run then; a hook's exception becomes a process warning).
+ */
 export class ContainerScope {
   private constructor()
   get<T = any>(name: string): T

@@ -895,11 +895,35 @@ class LazyContainer {
   }
 }
 
-/** A scope of a LazyContainer: `scoped` services once per scope. */
+/**
+ * Disposes the native scope of a ContainerScope that was collected without `dispose()`: its
+ * instances would otherwise stay in the container's table for good. The teardown hooks free
+ * their table entries and run the `dispose` hooks (here, after the collection). An exception
+ * from a hook cannot be thrown to anyone; it becomes a process warning.
+ */
+function disposeCollectedScope (nativeScope) {
+  try {
+    nativeScope.dispose()
+  } catch (e) {
+    const text = e && e.message ? e.message : String(e)
+    process.emitWarning(`LazyContainer: disposing a collected scope failed: ${text}`, {
+      code: 'MEMWARDEN_SCOPE_DISPOSE'
+    })
+  }
+}
+const collectedScopes = new FinalizationRegistry(disposeCollectedScope)
+
+/**
+ * A scope of a LazyContainer: `scoped` services once per scope. Call `dispose()` when done; a
+ * scope collected without it is disposed after the collection.
+ */
 class ContainerScope {
   constructor (container, nativeScope) {
     this._container = container
     this._native = nativeScope
+    // The held value is the native scope, not this wrapper: it stays reachable for the
+    // cleanup while the wrapper can be collected.
+    collectedScopes.register(this, nativeScope, this)
   }
 
   get (name) {
@@ -911,7 +935,12 @@ class ContainerScope {
 
   /** Runs the `dispose` hooks of this scope's instances, newest first. Idempotent. */
   dispose () {
-    this._native.dispose()
+    try {
+      this._native.dispose()
+    } finally {
+      // Disposed (also when a hook threw: the core marks the scope disposed first).
+      collectedScopes.unregister(this)
+    }
   }
 }
 

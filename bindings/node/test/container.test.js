@@ -180,6 +180,8 @@ test('scoped: one instance per scope, disposed in reverse creation order', () =>
   })
   c.singleton('config', () => ({ name: 'config' }), { dispose: (o) => log.push(`dispose ${o.name}`) })
   throwsMw(() => c.get('request'), 'MW_INVALID_ARGUMENT', 'resolve it through a scope')
+  // Language-neutral: no other binding's spelling of how to get a scope.
+  assert.throws(() => c.get('request'), { message: "service 'request' is scoped: resolve it through a scope" })
 
   const s1 = c.createScope()
   const s2 = c.createScope()
@@ -199,6 +201,44 @@ test('scoped: one instance per scope, disposed in reverse creation order', () =>
   assert.deepEqual(log, ['dispose request', 'dispose config'], 'open scopes first, then the container, newest first')
   throwsMw(() => c.get('config'), 'MW_CLOSED')
   throwsMw(() => c.lazy('late', () => ({})), 'MW_CLOSED')
+  c.dispose()
+})
+
+// The scoped instances live in the container's JS table until their scope is disposed; a
+// scope collected without dispose() must not leave them there for good.
+test('a scope collected without dispose() is disposed and its table entries freed', {
+  skip: typeof global.gc !== 'function' && 'needs --expose-gc'
+}, async () => {
+  const c = new LazyContainer()
+  const disposed = []
+  c.scoped('request', () => ({ name: 'request' }), { dispose: (o) => disposed.push(o.name) })
+  c.scoped('handler', (c) => ({ name: 'handler', request: c.get('request') }), {
+    dispose: (o) => disposed.push(o.name)
+  })
+  c.singleton('config', () => ({ name: 'config' }))
+  const live = () => c._objects.filter((o) => o !== undefined).map((o) => o.name).sort()
+  const kept = c.createScope()
+  kept.get('request');
+  (() => {
+    const dropped = c.createScope()
+    dropped.get('handler')
+    dropped.get('config')
+  })()
+  assert.deepEqual(live(), ['config', 'handler', 'request', 'request'])
+  for (let i = 0; i < 50 && disposed.length < 2; i++) {
+    global.gc()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  assert.deepEqual(disposed, ['handler', 'request'], 'the collected scope was disposed, newest first')
+  assert.deepEqual(live(), ['config', 'request'], "only the live scope's and the container's instances remain")
+  assert.equal(c.getStatistics().cached, 2)
+  // A scope disposed by hand is not disposed again when collected; the container still works.
+  kept.dispose()
+  assert.deepEqual(disposed, ['handler', 'request', 'request'])
+  assert.deepEqual(live(), ['config'])
+  const again = c.createScope()
+  assert.equal(again.get('request').name, 'request')
+  again.dispose()
   c.dispose()
 })
 

@@ -249,6 +249,13 @@ final class ContainerTest extends TestCase
             return $o;
         }, ['dispose' => $dispose]);
 
+        try {
+            $container->get('first');
+            $this->fail('a scoped service resolved outside a scope');
+        } catch (InvalidArgumentException $e) {
+            $this->assertSame("service 'first' is scoped: resolve it through a scope", $e->getMessage());
+        }
+
         $scope1 = $container->createScope();
         $this->assertInstanceOf(ContainerScope::class, $scope1);
         $scope2 = $container->createScope();
