@@ -6,6 +6,7 @@
 //! alerting, chunk processing, monitoring) stack on top and never import a module on
 //! their own floor or above.
 
+pub mod chunk;
 pub mod cleanup;
 pub mod config;
 pub mod container;
@@ -16,6 +17,7 @@ pub mod probe;
 pub mod size;
 pub mod stats;
 
+pub use chunk::{ChunkConfig, ChunkedDatabaseProcessor};
 pub use cleanup::{Cleanup, CleanupLevel};
 pub use container::{Container, ContainerConfig, Lifetime, Scope};
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,542 @@
+//! The processor against real databases: SQLite always; PostgreSQL and MariaDB when they
+//! answer (`MEMWARDEN_TEST_POSTGRES_URL`, `MEMWARDEN_TEST_MYSQL_URL`); with
+//! `MEMWARDEN_REQUIRE_SERVICES=1` a missing server fails instead of skipping.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::json;
+
+use super::*;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A table of `n` rows (`id` 1..=n, `name`, `score` = id % 100, `active` = 1) in one database,
+/// plus a second connection for the callbacks' own writes. Dropping it drops the table.
+struct Db {
+    url: String,
+    table: String,
+    writer: Box<dyn Backend + Send>,
+}
+
+impl Db {
+    fn exec(&mut self, sql: &str) {
+        self.writer.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    fn cfg(&self, extra: serde_json::Value) -> ChunkConfig {
+        let mut base = json!({"chunk_size": 100, "retry_delay": 0.0});
+        for (k, v) in extra.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        ChunkConfig::from_json(&base).unwrap()
+    }
+    fn open(&self, extra: serde_json::Value) -> ChunkedDatabaseProcessor {
+        ChunkedDatabaseProcessor::open(&self.url, self.cfg(extra)).unwrap()
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = self.writer.execute(&format!("DROP TABLE IF EXISTS {}", self.table));
+    }
+}
+
+fn fill(kind: Dialect, table: &str, n: u64) -> Vec<String> {
+    let ddl = match kind {
+        Dialect::Sqlite => {
+            format!("CREATE TABLE {table} (id INTEGER PRIMARY KEY, name TEXT, score INTEGER, active INTEGER)")
+        }
+        _ => format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, name VARCHAR(64), score INTEGER, active INTEGER)"),
+    };
+    let fill = match kind {
+        Dialect::Postgres => {
+            format!("INSERT INTO {table} SELECT g, 'name-' || g, g % 100, 1 FROM generate_series(1, {n}) g")
+        }
+        Dialect::Sqlite => format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) \
+             INSERT INTO {table} SELECT x, 'name-' || x, x % 100, 1 FROM c"
+        ),
+        Dialect::Mysql => format!(
+            "INSERT INTO {table} WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) \
+             SELECT x, CONCAT('name-', x), x % 100, 1 FROM c"
+        ),
+    };
+    vec![ddl, fill]
+}
+
+fn service(var: &str, default: &str) -> Option<String> {
+    let url = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    let spec = ConnSpec::parse(&url, None, None).unwrap();
+    match NativeConnector::new(spec, Duration::from_secs(3)).connect() {
+        Ok(_) => Some(url),
+        Err(e) => {
+            if std::env::var("MEMWARDEN_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{var}: {url} is required (MEMWARDEN_REQUIRE_SERVICES=1) but unreachable: {e}");
+            }
+            eprintln!("SKIPPED: {url} is unreachable ({e}); set {var} to test against it");
+            None
+        }
+    }
+}
+
+/// Every database the tests can reach, each with a fresh table of `n` rows.
+fn databases(n: u64) -> Vec<Db> {
+    let mut out = Vec::new();
+    let dir = std::env::temp_dir().join(unique("mw-chunk"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let urls = [
+        Some(format!("sqlite://{}", dir.join("t.db").display())),
+        service("MEMWARDEN_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        service("MEMWARDEN_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
+    ];
+    for url in urls.into_iter().flatten() {
+        let spec = ConnSpec::parse(&url, None, None).unwrap();
+        let connector = NativeConnector::new(spec, Duration::from_secs(3));
+        let mut writer = connector.connect().unwrap();
+        let table = unique("mw_t");
+        match connector.dialect() {
+            Dialect::Sqlite => writer.execute("PRAGMA journal_mode=WAL").unwrap(),
+            // MariaDB stops recursive CTEs at 1000 rows by default (MySQL: cte_max_recursion_depth).
+            Dialect::Mysql => {
+                let _ = writer.execute("SET SESSION max_recursive_iterations = 100000000");
+                let _ = writer.execute("SET SESSION cte_max_recursion_depth = 100000000");
+            }
+            Dialect::Postgres => {}
+        }
+        for sql in fill(connector.dialect(), &table, n) {
+            writer.execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        out.push(Db { url, table, writer });
+    }
+    out
+}
+
+fn ids(b: &Batch) -> Vec<i64> {
+    let k = b.column_index("id").unwrap();
+    b.iter_rows()
+        .map(|r| match &r[k] {
+            Value::Int(i) => *i,
+            other => panic!("id is {other:?}"),
+        })
+        .collect()
+}
+
+fn run_collect(
+    p: &mut ChunkedDatabaseProcessor,
+    sql: &str,
+    on: &mut dyn FnMut(&[i64]) -> Result<()>,
+) -> Result<Progress> {
+    let mut f = |b: &Batch| on(&ids(b));
+    let mut h = Handlers { on_batch: &mut f, on_progress: None, on_error: None };
+    p.process_query(sql, &QueryOptions::default(), &mut h)
+}
+
+fn counts(seen: &[i64]) -> HashMap<i64, usize> {
+    let mut m = HashMap::new();
+    for &i in seen {
+        *m.entry(i).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn updating_the_filtered_column_skips_nothing_and_repeats_nothing() {
+    for mut db in databases(1000) {
+        let url = db.url.clone();
+        let table = db.table.clone();
+        let mut p = db.open(json!({}));
+        let mut seen = Vec::new();
+        let stats = run_collect(&mut p, &format!("SELECT * FROM {table} WHERE active = 1"), &mut |ids| {
+            seen.extend_from_slice(ids);
+            // The seed's pattern: the callback updates what the query filters on.
+            let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            db.exec(&format!("UPDATE {table} SET active = 0 WHERE id IN ({list})"));
+            Ok(())
+        })
+        .unwrap();
+        let c = counts(&seen);
+        assert_eq!(c.len(), 1000, "{url}: every row once");
+        assert!(c.values().all(|&n| n == 1), "{url}: no row twice");
+        assert_eq!(stats.processed, 1000);
+        assert_eq!(stats.key_column.as_deref(), Some("id"), "primary key detected");
+        assert_eq!(stats.chunks, 10);
+
+        // The same walk with OFFSET loses half the rows: the laravel/framework#23277 bug.
+        db.exec(&format!("UPDATE {table} SET active = 1"));
+        let mut p = db.open(json!({"pagination": "offset"}));
+        let mut seen = Vec::new();
+        let stats = run_collect(&mut p, &format!("SELECT * FROM {table} WHERE active = 1"), &mut |ids| {
+            seen.extend_from_slice(ids);
+            let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            db.exec(&format!("UPDATE {table} SET active = 0 WHERE id IN ({list})"));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 500, "{url}: OFFSET walk skips rows");
+        assert!(stats.warnings.iter().any(|w| w.contains("offset")), "{:?}", stats.warnings);
+    }
+}
+
+#[test]
+fn deletes_and_inserts_during_the_run() {
+    for mut db in databases(1000) {
+        let table = db.table.clone();
+        let mut p = db.open(json!({}));
+        let mut seen = Vec::new();
+        run_collect(&mut p, &format!("SELECT id, name FROM {table}"), &mut |ids| {
+            seen.extend_from_slice(ids);
+            let last = *ids.last().unwrap();
+            // Delete the next 10 rows ahead; insert one row ahead (beyond the end) and one
+            // behind the current key.
+            db.exec(&format!("DELETE FROM {table} WHERE id > {last} AND id <= {}", last + 10));
+            if last <= 1000 {
+                db.exec(&format!(
+                    "INSERT INTO {table} (id, name, score, active) VALUES ({}, 'ahead', 1, 1), ({}, 'behind', 1, 1)",
+                    100_000 + last,
+                    -last
+                ));
+            }
+            Ok(())
+        })
+        .unwrap();
+        let c = counts(&seen);
+        assert!(c.values().all(|&n| n == 1), "{}: a row seen twice", db.url);
+        // The same walk simulated: chunks of 100 after the last key, the callback's deletes and
+        // inserts applied before the next chunk is read.
+        let mut rows: std::collections::BTreeSet<i64> = (1..=1000).collect();
+        let mut expected = Vec::new();
+        let mut after = i64::MIN;
+        loop {
+            let chunk: Vec<i64> = rows.range(after + 1..).take(100).copied().collect();
+            let Some(&last) = chunk.last() else { break };
+            expected.extend_from_slice(&chunk);
+            for id in last + 1..=last + 10 {
+                rows.remove(&id);
+            }
+            if last <= 1000 {
+                rows.insert(100_000 + last);
+                rows.insert(-last);
+            }
+            after = last;
+        }
+        assert_eq!(seen, expected, "{}", db.url);
+        assert!(seen.iter().any(|&i| i > 100_000), "{}: rows inserted ahead are processed", db.url);
+        assert!(seen.iter().all(|&i| i > 0), "{}: rows inserted behind are not", db.url);
+    }
+}
+
+#[test]
+fn parallel_ranges_cover_every_key_exactly_once() {
+    for db in databases(2000) {
+        let table = db.table.clone();
+        // Gaps in the keys must not matter.
+        let mut db = db;
+        db.exec(&format!("DELETE FROM {table} WHERE id % 7 = 0"));
+        let mut p = db.open(json!({"parallel_chunks": 3, "chunk_size": 64}));
+        let mut seen = Vec::new();
+        let stats = run_collect(&mut p, &format!("SELECT * FROM {table}"), &mut |ids| {
+            seen.extend_from_slice(ids);
+            Ok(())
+        })
+        .unwrap();
+        let c = counts(&seen);
+        let expected: Vec<i64> = (1..=2000).filter(|i| i % 7 != 0).collect();
+        assert_eq!(c.len(), expected.len(), "{}", db.url);
+        assert!(expected.iter().all(|i| c.get(i) == Some(&1)), "{}", db.url);
+        assert_eq!(stats.workers, 3, "{}", db.url);
+    }
+}
+
+#[test]
+fn a_failing_chunk_is_retried_then_the_error_callback_decides() {
+    for db in databases(500) {
+        let table = db.table.clone();
+        let sql = format!("SELECT * FROM {table}");
+        // Fails twice on chunk 3, then succeeds: retried, nothing lost.
+        let mut p = db.open(json!({"retry_attempts": 3}));
+        let mut calls = 0;
+        let mut seen = Vec::new();
+        let stats = run_collect(&mut p, &sql, &mut |ids| {
+            if ids[0] == 201 {
+                calls += 1;
+                if calls <= 2 {
+                    return Err(Error::callback("injected failure"));
+                }
+            }
+            seen.extend_from_slice(ids);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 500);
+        assert_eq!(stats.retries, 2);
+
+        // Always fails on chunk 3: after the retries the error callback is asked.
+        let mut p = db.open(json!({"retry_attempts": 1}));
+        let mut asked = Vec::new();
+        let mut seen = 0;
+        let mut on_batch = |b: &Batch| {
+            if ids(b)[0] == 201 {
+                return Err(Error::callback("always fails"));
+            }
+            seen += b.len();
+            Ok(())
+        };
+        let mut on_error = |e: &Error, c: &ChunkInfo| {
+            asked.push((e.message().to_string(), c.clone()));
+            Ok(true)
+        };
+        let mut h = Handlers { on_batch: &mut on_batch, on_progress: None, on_error: Some(&mut on_error) };
+        let stats = p.process_query(&sql, &QueryOptions::default(), &mut h).unwrap();
+        assert_eq!(seen, 400);
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].0, "always fails");
+        assert_eq!(asked[0].1.attempts, 2);
+        assert_eq!(asked[0].1.first_key, Some(Value::Int(201)));
+        assert_eq!(asked[0].1.last_key, Some(Value::Int(300)));
+        assert_eq!(asked[0].1.to_string(), "#3 (keys 201..300, 100 rows)");
+        assert_eq!((stats.failed_chunks, stats.failed_rows, stats.processed), (1, 100, 400));
+
+        // The error callback says stop: the run fails with the chunk's error.
+        let mut p = db.open(json!({"retry_attempts": 0}));
+        let mut on_batch = |b: &Batch| if ids(b)[0] == 201 { Err(Error::callback("stop here")) } else { Ok(()) };
+        let mut on_error = |_: &Error, _: &ChunkInfo| Ok(false);
+        let mut h = Handlers { on_batch: &mut on_batch, on_progress: None, on_error: Some(&mut on_error) };
+        let e = p.process_query(&sql, &QueryOptions::default(), &mut h).unwrap_err();
+        assert_eq!(e.message(), "stop here");
+        assert_eq!(p.stats().processed, 200);
+    }
+}
+
+#[test]
+fn progress_both_ways_and_the_total_estimate() {
+    let db = databases(1000).into_iter().next().unwrap();
+    let mut p = db.open(json!({"chunk_size": 250}));
+    let mut seen = Vec::new();
+    let mut on_batch = |_: &Batch| Ok(());
+    let mut on_progress = |s: &Progress| {
+        seen.push((s.processed, s.total, s.estimated_remaining(), s.memory_usage_mb()));
+        Ok(())
+    };
+    let mut h = Handlers { on_batch: &mut on_batch, on_progress: Some(&mut on_progress), on_error: None };
+    p.process_query(&format!("SELECT * FROM {}", db.table), &QueryOptions::default(), &mut h).unwrap();
+    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![250, 500, 750, 1000]);
+    assert!(seen.iter().all(|s| s.1 == 1000), "SQLite counts exactly: {seen:?}");
+    assert_eq!(seen[3].2, 0.0);
+    assert!(seen[0].3 > 1.0, "memory_usage is the process's MB");
+    let j = p.stats().to_json();
+    for k in ["processed", "total", "memory_usage", "estimated_remaining", "rows_per_second", "percent"] {
+        assert!(j.get(k).is_some(), "{k}");
+    }
+}
+
+#[test]
+fn a_chunk_over_the_memory_limit_shrinks_the_chunk_size() {
+    let db = databases(2000).into_iter().next().unwrap();
+    // 100 rows of 4 values are ~15 KB held; a 4 KB budget must shrink the size.
+    let manager = Arc::new(MemoryManager::new(Default::default()).unwrap());
+    let mut p = db.open(json!({"chunk_size": 100, "memory_limit": 4096}));
+    p.set_manager(Some(manager));
+    let mut sizes = Vec::new();
+    let stats = run_collect(&mut p, &format!("SELECT * FROM {}", db.table), &mut |ids| {
+        sizes.push(ids.len());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(stats.processed, 2000);
+    assert!(stats.chunk_size_reductions >= 2, "{stats:?}");
+    assert!(stats.cleanups >= 2);
+    assert!(sizes.windows(2).any(|w| w[1] < w[0]), "{sizes:?}");
+    assert!(stats.chunk_size < 100);
+}
+
+#[test]
+fn a_checkpoint_resumes_after_the_last_finished_chunk() {
+    for db in databases(1000) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ckpt");
+        let sql = format!("SELECT * FROM {}", db.table);
+        let cfg = json!({"checkpoint": path.to_str().unwrap(), "retry_attempts": 0});
+        let mut p = db.open(cfg.clone());
+        let mut first = Vec::new();
+        let e = run_collect(&mut p, &sql, &mut |ids| {
+            if ids[0] == 501 {
+                return Err(Error::callback("crash in chunk 6"));
+            }
+            first.extend_from_slice(ids);
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(e.message(), "crash in chunk 6");
+        assert!(path.exists());
+        let mut p = db.open(cfg.clone());
+        let mut second = Vec::new();
+        let stats = run_collect(&mut p, &sql, &mut |ids| {
+            second.extend_from_slice(ids);
+            Ok(())
+        })
+        .unwrap();
+        assert!(stats.resumed);
+        assert_eq!(first, (1..=500).collect::<Vec<_>>(), "{}", db.url);
+        assert_eq!(second, (501..=1000).collect::<Vec<_>>(), "{}: no finished chunk repeated", db.url);
+        assert_eq!(stats.processed, 1000, "the count carries over");
+        assert!(!path.exists(), "a complete run removes its checkpoint");
+
+        // A checkpoint of another query is refused, not misapplied.
+        std::fs::write(&path, r#"{"version":1,"query":"SELECT 1","key_column":"id","ranges":[{}]}"#).unwrap();
+        let mut p = db.open(cfg);
+        let e = run_collect(&mut p, &sql, &mut |_| Ok(())).unwrap_err();
+        assert!(e.message().contains("another query"), "{e}");
+    }
+}
+
+/// Child half of the kill -9 test: walks the table slowly with a checkpoint, appending every
+/// id it handles to a log file. Runs only when the parent test starts it.
+#[test]
+#[ignore]
+fn kill_child() {
+    let Ok(url) = std::env::var("MW_KILL_URL") else { return };
+    let table = std::env::var("MW_KILL_TABLE").unwrap();
+    let log = std::env::var("MW_KILL_LOG").unwrap();
+    let cfg = json!({"chunk_size": 50, "checkpoint": std::env::var("MW_KILL_CKPT").unwrap(), "parallel_chunks": 2});
+    let mut p = ChunkedDatabaseProcessor::open(&url, ChunkConfig::from_json(&cfg).unwrap()).unwrap();
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    run_collect(&mut p, &format!("SELECT * FROM {table}"), &mut |ids| {
+        use std::io::Write;
+        let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
+        f.write_all(text.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn resume_after_kill_9() {
+    for db in databases(2000) {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, ckpt) = (dir.path().join("seen.log"), dir.path().join("run.ckpt"));
+        let spawn = || {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "chunk::tests::kill_child", "--ignored", "--nocapture"])
+                .env("MW_KILL_URL", &db.url)
+                .env("MW_KILL_TABLE", &db.table)
+                .env("MW_KILL_LOG", &log)
+                .env("MW_KILL_CKPT", &ckpt)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut child = spawn();
+        // Let it finish some chunks, then kill -9 it mid-run.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0) < 600 {
+            assert!(Instant::now() < deadline, "child made no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        let before = std::fs::read_to_string(&log).unwrap().lines().count();
+        assert!(before < 2000, "killed before the end");
+        assert!(ckpt.exists(), "the checkpoint survives the kill");
+        let status = spawn().wait().unwrap();
+        assert!(status.success());
+        let seen: Vec<i64> = std::fs::read_to_string(&log).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+        let c = counts(&seen);
+        assert_eq!(c.len(), 2000, "{}: every row at least once", db.url);
+        let twice = c.values().filter(|&&n| n > 1).count();
+        assert!(c.values().all(|&n| n <= 2));
+        // At most parallel_chunks (2) chunks of 50 rows are seen again.
+        assert!(twice <= 2 * 50, "{}: {twice} rows seen twice", db.url);
+        assert!(!ckpt.exists());
+    }
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let e =
+        ChunkedDatabaseProcessor::open("postgres://u:pw@127.0.0.1:notaport/db", ChunkConfig::default()).err().unwrap();
+    assert!(e.message().contains("port 'notaport'") && !e.message().contains("pw@"), "{e}");
+    let e = ChunkedDatabaseProcessor::open(
+        "postgres://nobody@127.0.0.1:1/db",
+        ChunkConfig::from_json(&json!({"connect_timeout": 2})).unwrap(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e.kind(), ErrorKind::Database);
+    assert!(e.message().contains("could not connect to postgres://nobody@127.0.0.1:1/db"), "{e}");
+    let e = ChunkConfig::from_json(&json!({"chunk_size": 0})).unwrap_err();
+    assert!(e.message().contains("'chunk_size'"), "{e}");
+    let e = ChunkConfig::from_json(&json!({"chunk_sise": 10})).unwrap_err();
+    assert!(e.message().contains("did you mean 'chunk_size'"), "{e}");
+    let e = ChunkConfig::from_json(&json!({"checkpoint": "/tmp/x", "pagination": "offset"})).unwrap_err();
+    assert!(e.message().contains("keyset"), "{e}");
+
+    for mut db in databases(10) {
+        let t = db.table.clone();
+        let mut p = db.open(json!({}));
+        let e = run_collect(&mut p, &format!("SELEC * FROM {t}"), &mut |_| Ok(())).unwrap_err();
+        assert!(e.message().contains("must be a SELECT"), "{e}");
+        let e = run_collect(&mut p, &format!("SELECT * FROM {t} WHERE"), &mut |_| Ok(())).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Database, "{}: {e}", db.url);
+        assert!(e.message().starts_with("the query failed:"), "{e}");
+        let e = run_collect(&mut p, &format!("SELECT name FROM {t}"), &mut |_| Ok(())).unwrap_err();
+        assert!(e.message().contains("no column 'id'") && e.message().contains("key_column"), "{e}");
+        db.exec(&format!("CREATE TABLE {t}_nopk (a INTEGER, b INTEGER)"));
+        let e = run_collect(&mut p, &format!("SELECT * FROM {t}_nopk"), &mut |_| Ok(())).unwrap_err();
+        assert!(e.message().contains("no primary key") && e.message().contains("key_column"), "{}: {e}", db.url);
+        db.exec(&format!("DROP TABLE {t}_nopk"));
+        let e = run_collect(&mut p, &format!("SELECT * FROM {t}"), &mut |_| Err(Error::callback("boom"))).unwrap_err();
+        assert_eq!(e.message(), "boom");
+    }
+}
+
+#[test]
+fn values_keep_their_types() {
+    for db in databases(3) {
+        let mut p = db.open(json!({"key_column": "id"}));
+        let mut rows = Vec::new();
+        let mut f = |b: &Batch| {
+            rows.extend(b.iter_rows().map(|r| r.to_vec()));
+            Ok(())
+        };
+        let mut h = Handlers { on_batch: &mut f, on_progress: None, on_error: None };
+        p.process_query(
+            &format!("SELECT id, name, score * 1.5 AS half, NULL AS nada FROM {}", db.table),
+            &QueryOptions::default(),
+            &mut h,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0][0], Value::Int(1), "{}", db.url);
+        assert_eq!(rows[0][1], Value::Text("name-1".into()));
+        match &rows[0][2] {
+            Value::Real(r) => assert_eq!(*r, 1.5),
+            Value::Text(t) => assert_eq!(t.parse::<f64>().unwrap(), 1.5, "{}: decimals as text", db.url),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rows[0][3], Value::Null);
+    }
+}
+
+#[test]
+fn postgres_cursor_mode_streams_read_only() {
+    let Some(db) = databases(700).into_iter().find(|d| d.url.starts_with("postgres")) else { return };
+    let mut p = db.open(json!({"pagination": "cursor", "chunk_size": 200}));
+    let mut sizes = Vec::new();
+    let stats = run_collect(&mut p, &format!("SELECT * FROM {} ORDER BY id", db.table), &mut |ids| {
+        sizes.push(ids.len());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(sizes, vec![200, 200, 200, 100]);
+    assert_eq!(stats.processed, 700);
+    let sqlite = databases(5).into_iter().next().unwrap();
+    let mut p = sqlite.open(json!({"pagination": "cursor"}));
+    let e = run_collect(&mut p, &format!("SELECT * FROM {}", sqlite.table), &mut |_| Ok(())).unwrap_err();
+    assert!(e.message().contains("PostgreSQL only"), "{e}");
+}
