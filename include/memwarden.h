@@ -53,6 +53,16 @@ typedef enum {
   MW_STATUS_PANIC = 99,
 } mw_status;
 
+// What a keyset key holds.
+typedef enum {
+  // No key (written by a loader in offset mode, or for an empty page).
+  MW_KEY_KIND_NONE = 0,
+  // `int_value` holds the key.
+  MW_KEY_KIND_INT = 1,
+  // `text` holds the key, a NUL-terminated UTF-8 string.
+  MW_KEY_KIND_TEXT = 2,
+} mw_key_kind;
+
 // Memory states, from calm to dire.
 typedef enum {
   // Usage below `warning_threshold`.
@@ -99,6 +109,14 @@ typedef enum {
 // thread for cycle paths and scopes.
 typedef struct mw_container mw_container;
 
+// A filtered iterator over a C chunk source. Create with `mw_filtered_new`, free with
+// `mw_filtered_free`. Thread contract as for `mw_streaming`.
+typedef struct mw_filtered mw_filtered;
+
+// A lazy iterator over a C loader. Create with `mw_lazy_new`, free with `mw_lazy_free`.
+// Thread contract as for `mw_streaming`.
+typedef struct mw_lazy mw_lazy;
+
 // A memory manager. Create with `mw_manager_new`, free with `mw_manager_free`.
 //
 // Thread-safe: every function may be called from any thread, also concurrently.
@@ -119,6 +137,16 @@ typedef struct mw_pool mw_pool;
 // `mw_scope_free` (which disposes it).
 typedef struct mw_scope mw_scope;
 
+// A streaming iterator over a C chunk source. Create with `mw_streaming_new`, free with
+// `mw_streaming_free`.
+//
+// Calls on one iterator are serialised by a lock, so it may be used from several threads,
+// but the array `mw_streaming_next` hands out is only valid until the next call on the
+// iterator: share it between threads only with your own coordination. The source callback
+// runs on the calling thread; calling the same iterator from inside it returns
+// `MW_STATUS_INVALID_ARGUMENT`.
+typedef struct mw_streaming mw_streaming;
+
 // Builds an instance: write it to `*out_instance` (not NULL) and return 0. Non-zero fails the
 // get with `MW_STATUS_CALLBACK`; the message names the service and the status, followed by
 // the message of the last `mw_container_get` / `mw_scope_get` that failed inside the factory
@@ -133,6 +161,46 @@ typedef void (*mw_container_destroy_fn)(void *user_data, void *instance);
 // Frees a callback's `user_data` when the manager no longer needs it (when the manager is
 // freed). May be NULL.
 typedef void (*mw_free_fn)(void *user_data);
+
+// One item: a pointer-sized unsigned integer (`size_t`, as wide as `uintptr_t` on every
+// supported platform). Store an id, or a pointer cast with `(mw_item)(uintptr_t)ptr`.
+typedef size_t mw_item;
+
+// Fills `items` with up to `max` items and writes how many to `*n` (0 = the end), returning
+// 0; any other return is a failure, handled by `error_handling` as a `MW_STATUS_CALLBACK`
+// error "source callback failed with status N". Runs on the thread that called
+// `mw_streaming_next` / `mw_filtered_next_batch`. `items` and `n` are never NULL.
+typedef int32_t (*mw_chunk_source_fn)(void *user, size_t max, mw_item *items, size_t *n);
+
+// A keyset pagination key.
+typedef struct {
+  mw_key_kind kind;
+  int64_t int_value;
+  // For `MW_KEY_KIND_TEXT`. A key the library passes in is valid during the call; a key the
+  // loader writes out must stay valid until the loader returns (the library copies it).
+  const char *text;
+} mw_key;
+
+// Loads a page for a lazy iterator: fill `items` with up to `limit` items, write how many to
+// `*n` (0 = the end) and return 0; any other return is a failure (`MW_STATUS_CALLBACK`).
+//
+// In offset mode `offset` is the index of the first item and `after` is NULL. In keyset mode
+// `offset` is 0 and `after` is NULL for the first page, else the key of the previous page's
+// last item; the loader must then write the key of its own last item to `*last_key` when
+// `*n > 0`. Runs on the thread that called `mw_lazy_next_batch`. `items`, `n` and
+// `last_key` are never NULL.
+typedef int32_t (*mw_lazy_load_fn)(void *user,
+                                   uint64_t offset,
+                                   const mw_key *after,
+                                   size_t limit,
+                                   mw_item *items,
+                                   size_t *n,
+                                   mw_key *last_key);
+
+// Decides about one item: 1 (or any positive value) keeps it, 0 rejects it, a negative value
+// is an error that ends the iteration with `MW_STATUS_CALLBACK`. Runs on the thread that
+// called `mw_filtered_next_batch`.
+typedef int32_t (*mw_filter_fn)(void *user, mw_item item);
 
 // One reading. Sizes in bytes; `usage_percent` is 0–100 of `limit_bytes`.
 typedef struct {
@@ -305,6 +373,120 @@ mw_status mw_manager_add_container(mw_manager *manager,
                                    const char *name,
                                    int32_t priority,
                                    mw_container *container);
+
+// Creates a streaming iterator that pulls chunks of `chunk_size` items from `source`.
+//
+// `config_json` (NULL or `""` for the defaults): `chunk_size` (1000), `memory_limit`
+// (`"128M"` or bytes, -1 = none: allowed growth of resident memory over the start of
+// iteration), `auto_gc` (true: above the limit run the manager set with
+// `mw_streaming_set_manager`, then halve the chunk size if still above), `cache_chunks`
+// (false: keep chunks for `mw_streaming_rewind` while memory allows), `error_handling`
+// (`"continue"`, `"stop"`, `"retry"`), `retry_attempts` (3); `prefetch` and
+// `parallel_processing` are accepted and have no effect on a C source, which is only ever
+// called on the calling thread. `user` is passed to `source` and not freed by the library.
+//
+// Returns `MW_STATUS_NULL_ARGUMENT` when `source` or `out` is NULL, `MW_STATUS_INVALID_CONFIG`
+// for a bad config (the message names the key).
+mw_status mw_streaming_new(const char *config_json,
+                           mw_chunk_source_fn source,
+                           void *user,
+                           mw_streaming **out);
+
+// The next chunk: `*items` points to `*n` items, valid until the next call on this iterator
+// or its free. At the end returns `MW_STATUS_OK` with `*n == 0` (and `*items == NULL`).
+// A source failure returns `MW_STATUS_CALLBACK` with `error_handling` `"stop"`, or
+// `"retry"` after `retry_attempts` more tries; with `"continue"` it is recorded in the stats
+// and the next chunk is pulled (100 failures in a row end the iteration with the error).
+mw_status mw_streaming_next(mw_streaming *it, const mw_item **items, size_t *n);
+
+// Starts again from the first chunk by replaying the chunks kept with `cache_chunks`.
+// Returns `MW_STATUS_UNSUPPORTED` when `cache_chunks` is off or the cache was dropped because
+// `memory_limit` was exceeded (a C source cannot be restarted).
+mw_status mw_streaming_rewind(mw_streaming *it);
+
+// Statistics as JSON: `chunks`, `items`, `chunk_size`, `initial_chunk_size`,
+// `chunk_size_reductions`, `cleanups`, `memory_checks`, `peak_memory_growth_bytes`, `errors`
+// (`[{chunk, message}]`), `skipped_chunks`, `retries`, `cached_chunks`, `cache_dropped`, ...
+// Free `*json_out` with `mw_string_free`.
+mw_status mw_streaming_stats(const mw_streaming *it, char **json_out);
+
+// Makes the cleanup above `memory_limit` run `manager`'s collection (`mw_manager_force_gc`).
+// The iterator keeps the manager alive until it is freed.
+mw_status mw_streaming_set_manager(mw_streaming *it, const mw_manager *manager);
+
+// Frees a streaming iterator (and the last chunk it handed out). NULL is a no-op. Must not
+// be called twice, nor from inside its own source callback.
+void mw_streaming_free(mw_streaming *it);
+
+// Creates a lazy iterator that loads batches of `batch_size` items from `load`.
+//
+// `config_json` (NULL or `""` for the defaults): `mode` (`"offset"`, the seed's
+// `(offset, limit)`, or `"keyset"`, `(after_key, limit)`: recommended, since OFFSET rereads
+// every earlier row and skips or repeats rows when the data changes during the run),
+// `batch_size` (1000), `memory_limit`, `auto_gc`, `cache_chunks`, `error_handling`
+// (`"continue"` skips a failed page in offset mode; in keyset mode it cannot, and the call
+// fails), `retry_attempts`, `key` (accepted for the bindings). `prefetch` and
+// `parallel_processing` are accepted and have no effect: the loader is always called on the
+// thread that called `mw_lazy_next_batch`, never on a library thread. `user` is not freed by
+// the library.
+//
+// Returns `MW_STATUS_NULL_ARGUMENT` when `load` or `out` is NULL, `MW_STATUS_INVALID_CONFIG`
+// for a bad config.
+mw_status mw_lazy_new(const char *config_json, mw_lazy_load_fn load, void *user, mw_lazy **out);
+
+// The next batch: `*items` points to `*n` items, valid until the next call on this iterator
+// or its free; `*n == 0` at the end. Errors as for `mw_streaming_next`; in keyset mode a
+// loader that returns items without writing `*last_key` fails with `MW_STATUS_CALLBACK`.
+mw_status mw_lazy_next_batch(mw_lazy *it, const mw_item **items, size_t *n);
+
+// Starts again from the first item: replays the cached batches with `cache_chunks` (without
+// calling the loader), otherwise loads again from the first page.
+mw_status mw_lazy_rewind(mw_lazy *it);
+
+// Statistics as JSON, as `mw_streaming_stats` (a chunk is a batch; `chunk_size` is the
+// current `batch_size`). Free `*json_out` with `mw_string_free`.
+mw_status mw_lazy_stats(const mw_lazy *it, char **json_out);
+
+// As `mw_streaming_set_manager`.
+mw_status mw_lazy_set_manager(mw_lazy *it, const mw_manager *manager);
+
+// Frees a lazy iterator. NULL is a no-op. Must not be called twice.
+void mw_lazy_free(mw_lazy *it);
+
+// Creates an iterator over the items of `source` (pulled in chunks as by `mw_streaming_new`)
+// that `filters` all keep, applied in order.
+//
+// `filters` holds `n_filters` functions; `filter_users` (may be NULL: every filter gets NULL)
+// the `user` pointer of each. `config_json`: `early_exit` (true: stop at the first filter that
+// rejects an item; false: every filter sees every item), `filters` (accepted for the
+// bindings, ignored here) and the `mw_streaming_new` keys for the source. No `user` pointer is
+// freed by the library.
+//
+// Returns `MW_STATUS_NULL_ARGUMENT` when `source`, `out`, `filters` (with `n_filters > 0`) or
+// one of the filters is NULL, `MW_STATUS_INVALID_CONFIG` for a bad config.
+mw_status mw_filtered_new(const char *config_json,
+                          mw_chunk_source_fn source,
+                          void *user,
+                          const mw_filter_fn *filters,
+                          void *const *filter_users,
+                          size_t n_filters,
+                          mw_filtered **out);
+
+// Up to `max` items that passed every filter: `*items` points to `*n` items, valid until the
+// next call on this iterator or its free; fewer than `max` only at the end, `*n == 0` after
+// it. A filter error (or a source error under `error_handling` `"stop"`) returns
+// `MW_STATUS_CALLBACK` and ends the iteration; when items had been collected before it, they
+// are returned first and the error comes with the next call. `max == 0` is
+// `MW_STATUS_INVALID_ARGUMENT`.
+mw_status mw_filtered_next_batch(mw_filtered *it, size_t max, const mw_item **items, size_t *n);
+
+// Statistics as JSON: `items_seen`, `passed`, `rejected`, `filters` (`[{evaluated,
+// rejected}]` in filter order), `early_exit`, and `source` (the chunk source's statistics as
+// in `mw_streaming_stats`). Free `*json_out` with `mw_string_free`.
+mw_status mw_filtered_stats(const mw_filtered *it, char **json_out);
+
+// Frees a filtered iterator. NULL is a no-op. Must not be called twice.
+void mw_filtered_free(mw_filtered *it);
 
 // Creates a manager.
 //

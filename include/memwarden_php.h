@@ -18,6 +18,12 @@ typedef enum {
 } mw_status;
 
 typedef enum {
+  MW_KEY_KIND_NONE = 0,
+  MW_KEY_KIND_INT = 1,
+  MW_KEY_KIND_TEXT = 2,
+} mw_key_kind;
+
+typedef enum {
   MW_STATE_NORMAL = 0,
   MW_STATE_WARNING = 1,
   MW_STATE_CRITICAL = 2,
@@ -41,11 +47,17 @@ typedef enum {
 
 typedef struct mw_container mw_container;
 
+typedef struct mw_filtered mw_filtered;
+
+typedef struct mw_lazy mw_lazy;
+
 typedef struct mw_manager mw_manager;
 
 typedef struct mw_pool mw_pool;
 
 typedef struct mw_scope mw_scope;
+
+typedef struct mw_streaming mw_streaming;
 
 typedef int32_t (*mw_container_factory_fn)(void *user_data,
                                            mw_container *container,
@@ -54,6 +66,26 @@ typedef int32_t (*mw_container_factory_fn)(void *user_data,
 typedef void (*mw_container_destroy_fn)(void *user_data, void *instance);
 
 typedef void (*mw_free_fn)(void *user_data);
+
+typedef size_t mw_item;
+
+typedef int32_t (*mw_chunk_source_fn)(void *user, size_t max, mw_item *items, size_t *n);
+
+typedef struct {
+  mw_key_kind kind;
+  int64_t int_value;
+  const char *text;
+} mw_key;
+
+typedef int32_t (*mw_lazy_load_fn)(void *user,
+                                   uint64_t offset,
+                                   const mw_key *after,
+                                   size_t limit,
+                                   mw_item *items,
+                                   size_t *n,
+                                   mw_key *last_key);
+
+typedef int32_t (*mw_filter_fn)(void *user, mw_item item);
 
 typedef struct {
   uint64_t current_bytes;
@@ -152,6 +184,47 @@ mw_status mw_manager_add_container(mw_manager *manager,
                                    const char *name,
                                    int32_t priority,
                                    mw_container *container);
+
+mw_status mw_streaming_new(const char *config_json,
+                           mw_chunk_source_fn source,
+                           void *user,
+                           mw_streaming **out);
+
+mw_status mw_streaming_next(mw_streaming *it, const mw_item **items, size_t *n);
+
+mw_status mw_streaming_rewind(mw_streaming *it);
+
+mw_status mw_streaming_stats(const mw_streaming *it, char **json_out);
+
+mw_status mw_streaming_set_manager(mw_streaming *it, const mw_manager *manager);
+
+void mw_streaming_free(mw_streaming *it);
+
+mw_status mw_lazy_new(const char *config_json, mw_lazy_load_fn load, void *user, mw_lazy **out);
+
+mw_status mw_lazy_next_batch(mw_lazy *it, const mw_item **items, size_t *n);
+
+mw_status mw_lazy_rewind(mw_lazy *it);
+
+mw_status mw_lazy_stats(const mw_lazy *it, char **json_out);
+
+mw_status mw_lazy_set_manager(mw_lazy *it, const mw_manager *manager);
+
+void mw_lazy_free(mw_lazy *it);
+
+mw_status mw_filtered_new(const char *config_json,
+                          mw_chunk_source_fn source,
+                          void *user,
+                          const mw_filter_fn *filters,
+                          void *const *filter_users,
+                          size_t n_filters,
+                          mw_filtered **out);
+
+mw_status mw_filtered_next_batch(mw_filtered *it, size_t max, const mw_item **items, size_t *n);
+
+mw_status mw_filtered_stats(const mw_filtered *it, char **json_out);
+
+void mw_filtered_free(mw_filtered *it);
 
 mw_status mw_manager_new(const char *config_json, mw_manager **out);
 

@@ -11,6 +11,7 @@ pub mod cleanup;
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod iter;
 pub mod manager;
 pub mod pool;
 pub mod probe;
@@ -21,6 +22,10 @@ pub use chunk::{ChunkConfig, ChunkedDatabaseProcessor};
 pub use cleanup::{Cleanup, CleanupLevel};
 pub use container::{Container, ContainerConfig, Lifetime, Scope};
 pub use error::{Error, ErrorKind, Result};
+pub use iter::{
+    ChunkSource, ErrorHandling, FilterStats, FilteredIterator, IterConfig, IterStats, Key, LazyIterator, Loader, Page,
+    PageMode, StreamingIterator,
+};
 pub use manager::{GcReport, ManagerConfig, MemoryManager, Source, State, Usage};
 pub use pool::{Lease, Pool, PoolBuilder, PoolConfig, PoolStats};
 pub use probe::LimitOrigin;

@@ -8,6 +8,7 @@
 
 mod boundary;
 mod container;
+mod iter;
 mod manager;
 mod pool;
 
@@ -15,6 +16,7 @@ use std::ffi::{CString, c_char};
 
 pub use boundary::mw_status;
 pub use container::*;
+pub use iter::*;
 pub use manager::*;
 pub use pool::*;
 
