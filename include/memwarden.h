@@ -53,6 +53,16 @@ typedef enum {
   MW_STATUS_PANIC = 99,
 } mw_status;
 
+// The type of one value of a batch.
+typedef enum {
+  MW_VALUE_TYPE_NULL = 0,
+  MW_VALUE_TYPE_INT = 1,
+  MW_VALUE_TYPE_REAL = 2,
+  MW_VALUE_TYPE_TEXT = 3,
+  MW_VALUE_TYPE_BLOB = 4,
+  MW_VALUE_TYPE_BOOL = 5,
+} mw_value_type;
+
 // What a keyset key holds.
 typedef enum {
   // No key (written by a loader in offset mode, or for an empty page).
@@ -101,6 +111,16 @@ typedef enum {
   MW_LIFETIME_SCOPED = 3,
 } mw_lifetime;
 
+// One chunk of rows, valid only during the callback it is passed to.
+typedef struct mw_batch mw_batch;
+
+// A ChunkedDatabaseProcessor. Create with `mw_chunk_open` (a connection string) or
+// `mw_chunk_new_host` (queries run by your own callback), free with `mw_chunk_free`.
+//
+// One run at a time: a call while a run is in progress (from another thread, or from inside
+// one of the run's callbacks) returns `MW_STATUS_INVALID_ARGUMENT` ("busy").
+typedef struct mw_chunk mw_chunk;
+
 // A lazy service container. Create with `mw_container_new`, free with `mw_container_free`.
 //
 // Thread-safe; `mw_container_get` of a cached instance takes no lock. Factories run on the
@@ -112,6 +132,9 @@ typedef struct mw_container mw_container;
 // A filtered iterator over a C chunk source. Create with `mw_filtered_new`, free with
 // `mw_filtered_free`. Thread contract as for `mw_streaming`.
 typedef struct mw_filtered mw_filtered;
+
+// The result a host query callback fills in (see `mw_chunk_new_host`).
+typedef struct mw_host_result mw_host_result;
 
 // A lazy iterator over a C loader. Create with `mw_lazy_new`, free with `mw_lazy_free`.
 // Thread contract as for `mw_streaming`.
@@ -146,6 +169,47 @@ typedef struct mw_scope mw_scope;
 // runs on the calling thread; calling the same iterator from inside it returns
 // `MW_STATUS_INVALID_ARGUMENT`.
 typedef struct mw_streaming mw_streaming;
+
+// Runs `sql` for the processor on your own connection. `params_json` is a JSON array of the
+// parameters (integers, strings, null); `key_column` is NULL or the key column whose first
+// and last values the result must report. Fill `result` with `mw_host_result_set_json`, or,
+// when `meta` is false, keep the rows on your side and report them with
+// `mw_host_result_set_host_rows` (your batch callback then uses your own copy). Return 0,
+// or non-zero for a failed query (retried like any failed read).
+typedef int32_t (*mw_host_query_fn)(void *user,
+                                    const char *sql,
+                                    const char *params_json,
+                                    const char *key_column,
+                                    bool meta,
+                                    mw_host_result *result);
+
+// Handles one chunk; return 0, or any other value to fail the chunk (it is retried
+// `retry_attempts` times, then the error callback decides), reported as
+// `MW_STATUS_CALLBACK` "batch callback failed with status N".
+typedef int32_t (*mw_batch_fn)(void *user, const mw_batch *batch);
+
+// Handles one row (`mw_chunk_process`); as `mw_batch_fn`, for the row's whole chunk.
+typedef int32_t (*mw_row_fn)(void *user, const mw_batch *batch, size_t row);
+
+// After every chunk, with the progress as JSON (`processed`, `total`, `memory_usage` (MB),
+// `estimated_remaining` (s), `rows_per_second`, ...); non-zero stops the run.
+typedef int32_t (*mw_progress_fn)(void *user, const char *stats_json);
+
+// A chunk failed after its retries: `message` is the error, `chunk_json` the chunk
+// (`index`, `first_key`, `last_key`, `rows`, `attempts`). Return 1 to skip it and go on,
+// 0 to stop the run with that error, a negative value to stop with a callback error.
+typedef int32_t (*mw_chunk_error_fn)(void *user, const char *message, const char *chunk_json);
+
+// The callbacks of one run. Unused ones may be NULL; `on_batch` is required by
+// `mw_chunk_process_query`, `on_row` by `mw_chunk_process`. All run on the calling thread,
+// one at a time, with `user`.
+typedef struct {
+  mw_batch_fn on_batch;
+  mw_row_fn on_row;
+  mw_progress_fn on_progress;
+  mw_chunk_error_fn on_error;
+  void *user;
+} mw_chunk_callbacks;
 
 // Builds an instance: write it to `*out_instance` (not NULL) and return 0. Non-zero fails the
 // get with `MW_STATUS_CALLBACK`; the message names the service and the status, followed by
@@ -293,6 +357,123 @@ mw_status mw_size_parse(const char *text, int64_t *out_bytes);
 // Formats bytes in the largest unit that divides them (`536870912` -> `"512M"`).
 // Free `*out` with `mw_string_free`.
 mw_status mw_size_format(uint64_t bytes, char **out);
+
+// Connects to `connection`: `sqlite:///path.db`, `sqlite::memory:`, `postgres://user@host/db`,
+// `mysql://user@host/db`, or a PDO DSN (`sqlite:/path`, `pgsql:host=..;dbname=..`,
+// `mysql:host=..;dbname=..`; with `user` / `password` in the config).
+//
+// `config_json` (NULL or `""` for defaults): `chunk_size` (1000), `memory_limit` (`"128M"`
+// per chunk), `timeout` (300 s per query), `retry_attempts` (3), `retry_delay` (0.1 s,
+// doubled per retry), `parallel_chunks` (1), `key_column` (the table's primary key),
+// `pagination` (`"keyset"`, `"cursor"` (PostgreSQL), `"offset"`), `checkpoint` (a file path),
+// `checkpoint_fsync`, `exact_count`, `prefetch`, `row_format`, `user`, `password`,
+// `connect_timeout` (10 s).
+//
+// Returns `MW_STATUS_INVALID_ARGUMENT` for a malformed connection string,
+// `MW_STATUS_DATABASE` when the server cannot be reached, `MW_STATUS_INVALID_CONFIG` for a bad
+// config; the message names what was wrong (passwords masked).
+mw_status mw_chunk_open(const char *connection, const char *config_json, mw_chunk **out);
+
+// A processor whose queries run through `query` on your own connection (PHP's PDO, say).
+// `dialect` is `"sqlite"`, `"postgres"` or `"mysql"`; `param_style` is `"qmark"` (`?`),
+// `"format"` (`%s`) or `"numeric_dollar"` (`$1`). Such a connection serves one thread, so
+// `parallel_chunks` above 1 is reduced to 1 with a warning in the stats. `user` is passed
+// to `query` and not freed by the library.
+mw_status mw_chunk_new_host(const char *dialect,
+                            const char *param_style,
+                            mw_host_query_fn query,
+                            void *user,
+                            const char *config_json,
+                            mw_chunk **out);
+
+// Sets the rows of a host query from JSON: `{"columns": ["id", ...], "rows": [[1, ...], ...]}`
+// (values: null, booleans, numbers, strings).
+mw_status mw_host_result_set_json(mw_host_result *result, const char *json);
+
+// Reports rows you keep on your side: how many, the column names (JSON array), the first and
+// last key (JSON integer or string; NULL when there are no rows) and about how many bytes
+// they take (for `memory_limit`).
+mw_status mw_host_result_set_host_rows(mw_host_result *result,
+                                       const char *columns_json,
+                                       size_t rows,
+                                       const char *first_key_json,
+                                       const char *last_key_json,
+                                       size_t bytes);
+
+// Makes the manager's cleanup hooks run when a chunk exceeds `memory_limit` (the chunk size is
+// halved either way). NULL detaches it. The processor keeps the manager alive.
+mw_status mw_chunk_set_manager(mw_chunk *chunk_, const mw_manager *manager);
+
+// Hands every chunk of `sql` to `callbacks->on_batch` (the seed's `processQuery`).
+// `options_json`: NULL, or `{"batch_size": n, "parallel": true | n}`. When `stats_json_out`
+// is not NULL it receives the run's statistics as JSON, also when the run fails (free with
+// `mw_string_free`).
+//
+// `sql` must be a single SELECT whose output includes the key column; it is wrapped as
+// `SELECT * FROM (<sql>) mw_t WHERE key > ? ORDER BY key LIMIT n`, so a callback that updates
+// or deletes rows never makes one be skipped or seen twice.
+mw_status mw_chunk_process_query(mw_chunk *chunk,
+                                 const char *sql,
+                                 const char *options_json,
+                                 const mw_chunk_callbacks *callbacks,
+                                 char **stats_json_out);
+
+// Calls `callbacks->on_row` for every row of `sql` (the seed's `process`); otherwise as
+// `mw_chunk_process_query`. A failing row fails its whole chunk, so on a retry the rows of
+// that chunk before it are handed out again: make row callbacks idempotent.
+mw_status mw_chunk_process(mw_chunk *chunk,
+                           const char *sql,
+                           const mw_chunk_callbacks *callbacks,
+                           char **stats_json_out);
+
+// The statistics of the last run as JSON (free with `mw_string_free`).
+mw_status mw_chunk_stats(const mw_chunk *chunk_, char **json_out);
+
+// Frees a processor (closing its connections). NULL is ignored.
+void mw_chunk_free(mw_chunk *chunk);
+
+// Rows in the batch (0 for a NULL batch).
+size_t mw_batch_row_count(const mw_batch *batch);
+
+// Columns in the batch (0 for a NULL batch).
+size_t mw_batch_column_count(const mw_batch *batch);
+
+// The name of column `col` (NUL-terminated, valid during the callback), or NULL when out of range.
+const char *mw_batch_column_name(const mw_batch *batch, size_t col);
+
+// Whether the rows stay with the host (a host connection's `mw_host_result_set_host_rows`).
+bool mw_batch_is_host_rows(const mw_batch *batch);
+
+// The type of the value at (`row`, `col`); `MW_VALUE_TYPE_NULL` when out of range.
+mw_value_type mw_batch_type(const mw_batch *batch, size_t row, size_t col);
+
+// An integer (or boolean as 0/1) value.
+mw_status mw_batch_int(const mw_batch *batch, size_t row, size_t col, int64_t *out);
+
+// A real (or integer, converted) value.
+mw_status mw_batch_real(const mw_batch *batch, size_t row, size_t col, double *out);
+
+// A text value as UTF-8 bytes (not NUL-terminated), valid during the callback.
+mw_status mw_batch_text(const mw_batch *batch,
+                        size_t row,
+                        size_t col,
+                        const char **data,
+                        size_t *len);
+
+// A blob value's bytes, valid during the callback.
+mw_status mw_batch_blob(const mw_batch *batch,
+                        size_t row,
+                        size_t col,
+                        const uint8_t **data,
+                        size_t *len);
+
+// The batch's rows as JSON: an array of objects (`tuples` false) or of arrays (free with
+// `mw_string_free`). Blobs become arrays of byte values.
+mw_status mw_batch_json(const mw_batch *batch, bool tuples, char **json_out);
+
+// `{"rows", "first_key", "last_key", "bytes", "host_rows", "columns"}` of the batch as JSON
+// (free with `mw_string_free`).
+mw_status mw_batch_info(const mw_batch *batch, char **json_out);
 
 // Creates a container. `config_json`: `auto_wire`, `circular_detection` (true),
 // `cache_instances` (true), `debug_mode` (false), `release_lazy_on_cleanup` (false); NULL

@@ -18,6 +18,15 @@ typedef enum {
 } mw_status;
 
 typedef enum {
+  MW_VALUE_TYPE_NULL = 0,
+  MW_VALUE_TYPE_INT = 1,
+  MW_VALUE_TYPE_REAL = 2,
+  MW_VALUE_TYPE_TEXT = 3,
+  MW_VALUE_TYPE_BLOB = 4,
+  MW_VALUE_TYPE_BOOL = 5,
+} mw_value_type;
+
+typedef enum {
   MW_KEY_KIND_NONE = 0,
   MW_KEY_KIND_INT = 1,
   MW_KEY_KIND_TEXT = 2,
@@ -45,9 +54,15 @@ typedef enum {
   MW_LIFETIME_SCOPED = 3,
 } mw_lifetime;
 
+typedef struct mw_batch mw_batch;
+
+typedef struct mw_chunk mw_chunk;
+
 typedef struct mw_container mw_container;
 
 typedef struct mw_filtered mw_filtered;
+
+typedef struct mw_host_result mw_host_result;
 
 typedef struct mw_lazy mw_lazy;
 
@@ -58,6 +73,29 @@ typedef struct mw_pool mw_pool;
 typedef struct mw_scope mw_scope;
 
 typedef struct mw_streaming mw_streaming;
+
+typedef int32_t (*mw_host_query_fn)(void *user,
+                                    const char *sql,
+                                    const char *params_json,
+                                    const char *key_column,
+                                    bool meta,
+                                    mw_host_result *result);
+
+typedef int32_t (*mw_batch_fn)(void *user, const mw_batch *batch);
+
+typedef int32_t (*mw_row_fn)(void *user, const mw_batch *batch, size_t row);
+
+typedef int32_t (*mw_progress_fn)(void *user, const char *stats_json);
+
+typedef int32_t (*mw_chunk_error_fn)(void *user, const char *message, const char *chunk_json);
+
+typedef struct {
+  mw_batch_fn on_batch;
+  mw_row_fn on_row;
+  mw_progress_fn on_progress;
+  mw_chunk_error_fn on_error;
+  void *user;
+} mw_chunk_callbacks;
 
 typedef int32_t (*mw_container_factory_fn)(void *user_data,
                                            mw_container *container,
@@ -137,6 +175,71 @@ const char *mw_version(void);
 mw_status mw_size_parse(const char *text, int64_t *out_bytes);
 
 mw_status mw_size_format(uint64_t bytes, char **out);
+
+mw_status mw_chunk_open(const char *connection, const char *config_json, mw_chunk **out);
+
+mw_status mw_chunk_new_host(const char *dialect,
+                            const char *param_style,
+                            mw_host_query_fn query,
+                            void *user,
+                            const char *config_json,
+                            mw_chunk **out);
+
+mw_status mw_host_result_set_json(mw_host_result *result, const char *json);
+
+mw_status mw_host_result_set_host_rows(mw_host_result *result,
+                                       const char *columns_json,
+                                       size_t rows,
+                                       const char *first_key_json,
+                                       const char *last_key_json,
+                                       size_t bytes);
+
+mw_status mw_chunk_set_manager(mw_chunk *chunk_, const mw_manager *manager);
+
+mw_status mw_chunk_process_query(mw_chunk *chunk,
+                                 const char *sql,
+                                 const char *options_json,
+                                 const mw_chunk_callbacks *callbacks,
+                                 char **stats_json_out);
+
+mw_status mw_chunk_process(mw_chunk *chunk,
+                           const char *sql,
+                           const mw_chunk_callbacks *callbacks,
+                           char **stats_json_out);
+
+mw_status mw_chunk_stats(const mw_chunk *chunk_, char **json_out);
+
+void mw_chunk_free(mw_chunk *chunk);
+
+size_t mw_batch_row_count(const mw_batch *batch);
+
+size_t mw_batch_column_count(const mw_batch *batch);
+
+const char *mw_batch_column_name(const mw_batch *batch, size_t col);
+
+bool mw_batch_is_host_rows(const mw_batch *batch);
+
+mw_value_type mw_batch_type(const mw_batch *batch, size_t row, size_t col);
+
+mw_status mw_batch_int(const mw_batch *batch, size_t row, size_t col, int64_t *out);
+
+mw_status mw_batch_real(const mw_batch *batch, size_t row, size_t col, double *out);
+
+mw_status mw_batch_text(const mw_batch *batch,
+                        size_t row,
+                        size_t col,
+                        const char **data,
+                        size_t *len);
+
+mw_status mw_batch_blob(const mw_batch *batch,
+                        size_t row,
+                        size_t col,
+                        const uint8_t **data,
+                        size_t *len);
+
+mw_status mw_batch_json(const mw_batch *batch, bool tuples, char **json_out);
+
+mw_status mw_batch_info(const mw_batch *batch, char **json_out);
 
 mw_status mw_container_new(const char *config_json, mw_container **out);
 

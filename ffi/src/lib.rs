@@ -7,6 +7,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod boundary;
+mod chunk;
 mod container;
 mod iter;
 mod manager;
@@ -15,6 +16,7 @@ mod pool;
 use std::ffi::{CString, c_char};
 
 pub use boundary::mw_status;
+pub use chunk::*;
 pub use container::*;
 pub use iter::*;
 pub use manager::*;

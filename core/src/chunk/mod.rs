@@ -239,10 +239,13 @@ impl QueryOptions {
     }
 }
 
+/// Runs when a chunk exceeds `memory_limit`: a manager's cleanup hooks, or the host's own.
+pub type CleanupFn = Box<dyn FnMut() -> Result<()> + Send>;
+
 /// Where the processor's rows come from.
 enum Conn {
     Native { connector: NativeConnector, main: Box<dyn Backend + Send> },
-    Host(Box<dyn Backend>),
+    Host(Box<dyn Backend + Send>),
 }
 
 /// Progress and the statistics of the last run. Every number the seed prints is here
@@ -344,7 +347,7 @@ enum Msg {
 pub struct ChunkedDatabaseProcessor {
     config: ChunkConfig,
     conn: Conn,
-    manager: Option<Arc<MemoryManager>>,
+    cleanup: Option<CleanupFn>,
     probe: Option<ProcessProbe>,
     last: Progress,
     describe: String,
@@ -368,7 +371,7 @@ impl ChunkedDatabaseProcessor {
 
     /// Runs the keyset queries through the host's own connection (PDO, a DB-API connection).
     /// Such a connection serves one thread: `parallel_chunks` above 1 is reduced to 1 with a warning.
-    pub fn with_backend(mut backend: Box<dyn Backend>, config: ChunkConfig) -> Result<Self> {
+    pub fn with_backend(mut backend: Box<dyn Backend + Send>, config: ChunkConfig) -> Result<Self> {
         backend.set_timeout(config.timeout)?;
         let describe = format!("host {} connection", backend.dialect().as_str());
         Ok(Self::build(config, Conn::Host(backend), describe))
@@ -378,7 +381,7 @@ impl ChunkedDatabaseProcessor {
         ChunkedDatabaseProcessor {
             config,
             conn,
-            manager: None,
+            cleanup: None,
             probe: ProcessProbe::new().ok(),
             last: Progress::default(),
             describe,
@@ -396,7 +399,12 @@ impl ChunkedDatabaseProcessor {
 
     /// The manager whose cleanup hooks run when a chunk exceeds `memory_limit`.
     pub fn set_manager(&mut self, manager: Option<Arc<MemoryManager>>) {
-        self.manager = manager;
+        self.cleanup = manager.map(|m| -> CleanupFn { Box::new(move || m.force_garbage_collection().map(|_| ())) });
+    }
+
+    /// What runs when a chunk exceeds `memory_limit` (instead of a manager's cleanup).
+    pub fn set_cleanup(&mut self, cleanup: Option<CleanupFn>) {
+        self.cleanup = cleanup;
     }
 
     /// Statistics of the last (or running) call.
@@ -576,7 +584,7 @@ impl ChunkedDatabaseProcessor {
             config: &self.config,
             chunk_size: chunk_size.clone(),
             started,
-            manager: self.manager.clone(),
+            cleanup: self.cleanup.as_mut(),
             probe: self.probe.as_ref(),
             index: 0,
         };
@@ -636,7 +644,7 @@ struct Run<'r> {
     config: &'r ChunkConfig,
     chunk_size: Arc<AtomicUsize>,
     started: Instant,
-    manager: Option<Arc<MemoryManager>>,
+    cleanup: Option<&'r mut CleanupFn>,
     probe: Option<&'r ProcessProbe>,
     index: u64,
 }
@@ -948,8 +956,8 @@ impl Run<'_> {
         if let Some(limit) = self.config.memory_limit
             && batch.bytes as u64 > limit
         {
-            if let Some(m) = &self.manager {
-                m.force_garbage_collection()?;
+            if let Some(cleanup) = self.cleanup.as_mut() {
+                cleanup()?;
                 self.stats.cleanups += 1;
             }
             let cur = self.chunk_size.load(Ordering::Relaxed);
