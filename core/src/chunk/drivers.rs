@@ -104,6 +104,8 @@ mod sqlite {
         deadline: Arc<AtomicU64>,
         epoch: Instant,
         timeout: Option<Duration>,
+        /// Values in the last page, to size the next one's buffer at once.
+        last_len: usize,
     }
 
     impl SqliteBackend {
@@ -120,7 +122,7 @@ mod sqlite {
                     at != 0 && epoch.elapsed().as_nanos() as u64 > at
                 }),
             )?;
-            Ok(SqliteBackend { conn, deadline, epoch, timeout: None })
+            Ok(SqliteBackend { conn, deadline, epoch, timeout: None, last_len: 0 })
         }
     }
 
@@ -161,7 +163,7 @@ mod sqlite {
                 let width = columns.len();
                 let params: Vec<rusqlite::types::Value> = params.iter().map(to_sql).collect();
                 let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-                let mut values = Vec::new();
+                let mut values = Vec::with_capacity(self.last_len);
                 while let Some(row) = rows.next()? {
                     for i in 0..width {
                         values.push(match row.get_ref(i)? {
@@ -173,6 +175,7 @@ mod sqlite {
                         });
                     }
                 }
+                self.last_len = values.len();
                 Ok(Ok(Batch::from_values(columns, values, ki)))
             })();
             self.deadline.store(0, Ordering::Relaxed);

@@ -468,23 +468,6 @@ impl ChunkedDatabaseProcessor {
         Ok(key)
     }
 
-    fn count(&mut self, query: &str) -> Result<(u64, bool)> {
-        if !self.config.exact_count
-            && let Ok(Some(n)) = self.backend().estimate_rows(query)
-        {
-            return Ok((n, false));
-        }
-        let sql = self.builder().count(query)?;
-        let b = self.backend().query(&sql, &[], None, true)?;
-        let n = match b.row(0).first() {
-            Some(Value::Int(n)) => *n as u64,
-            Some(Value::Text(t)) => t.parse().unwrap_or(0),
-            Some(Value::Real(r)) => *r as u64,
-            _ => 0,
-        };
-        Ok((n, true))
-    }
-
     /// Calls `on_row` for every row of `query`, chunk by chunk.
     pub fn process(
         &mut self,
@@ -543,7 +526,23 @@ impl ChunkedDatabaseProcessor {
             Pagination::Cursor => self.config.key_column.clone().filter(|k| columns.contains(k)),
         };
         stats.key_column = key.clone();
-        (stats.total, stats.total_is_exact) = self.count(&query)?;
+        // The total only feeds progress: on a connection string it is counted on a connection
+        // of its own while the first chunks are read, and waited for at the first progress call.
+        let exact = self.config.exact_count;
+        let pending_total = match &mut self.conn {
+            Conn::Native { connector, .. } if connector.shareable() => {
+                let (connector, q, timeout) = (connector.clone(), query.clone(), self.config.timeout);
+                Some(std::thread::spawn(move || {
+                    let mut b = connector.connect()?;
+                    b.set_timeout(timeout)?;
+                    count_rows(b.as_mut(), &q, exact)
+                }))
+            }
+            _ => {
+                (stats.total, stats.total_is_exact) = count_rows(self.backend(), &query, exact)?;
+                None
+            }
+        };
 
         // Where to start: a checkpoint, else the whole key space (split for parallel workers).
         let checkpoint = self.config.checkpoint.clone().map(|p| Checkpoint::new(p, self.config.checkpoint_fsync));
@@ -587,17 +586,21 @@ impl ChunkedDatabaseProcessor {
             cleanup: self.cleanup.as_mut(),
             probe: self.probe.as_ref(),
             index: 0,
+            pending_total,
         };
         let result = match &mut self.conn {
-            Conn::Native { connector, main } if connector.shareable() => {
+            // Worker threads only pay off when they read ahead: parallel ranges or prefetch.
+            Conn::Native { connector, main } if connector.shareable() && (workers > 1 || self.config.prefetch) => {
                 run.threaded(connector, main, &builder, &pending, workers, h)
             }
             Conn::Native { main, .. } => run.inline(main.as_mut(), &builder, &pending, h),
             Conn::Host(b) => run.inline(b.as_mut(), &builder, &pending, h),
         };
+        let total = run.resolve_total();
         run.stats.elapsed = started.elapsed().as_secs_f64();
         self.last = run.stats.clone();
         result?;
+        total?;
         if let Some(cp) = &checkpoint {
             cp.finish()?;
         }
@@ -634,6 +637,23 @@ impl ChunkedDatabaseProcessor {
     }
 }
 
+/// The query's row count: the planner's estimate when the database has one and an exact
+/// count is not asked for, else `COUNT(*)`.
+fn count_rows(backend: &mut dyn Backend, query: &str, exact: bool) -> Result<(u64, bool)> {
+    if !exact && let Ok(Some(n)) = backend.estimate_rows(query) {
+        return Ok((n, false));
+    }
+    let sql = SqlBuilder { dialect: backend.dialect(), style: backend.param_style() }.count(query)?;
+    let b = backend.query(&sql, &[], None, true)?;
+    let n = match b.row(0).first() {
+        Some(Value::Int(n)) => *n as u64,
+        Some(Value::Text(t)) => t.parse().unwrap_or(0),
+        Some(Value::Real(r)) => *r as u64,
+        _ => 0,
+    };
+    Ok((n, true))
+}
+
 /// The state of one `process_query` call.
 struct Run<'r> {
     query: &'r str,
@@ -647,6 +667,7 @@ struct Run<'r> {
     cleanup: Option<&'r mut CleanupFn>,
     probe: Option<&'r ProcessProbe>,
     index: u64,
+    pending_total: Option<std::thread::JoinHandle<Result<(u64, bool)>>>,
 }
 
 /// Fetches one page of a range, retrying with backoff. Returns the error and attempts on failure.
@@ -690,6 +711,14 @@ fn fetch(
 }
 
 impl Run<'_> {
+    fn resolve_total(&mut self) -> Result<()> {
+        if let Some(h) = self.pending_total.take() {
+            let (n, exact) = h.join().map_err(|_| Error::new(ErrorKind::Database, "counting the rows panicked"))??;
+            (self.stats.total, self.stats.total_is_exact) = (n, exact);
+        }
+        Ok(())
+    }
+
     /// Pages on the calling thread (host connections, SQLite `:memory:`).
     fn inline(
         &mut self,
@@ -972,6 +1001,7 @@ impl Run<'_> {
         self.stats.elapsed = self.started.elapsed().as_secs_f64();
         self.stats.memory_usage_bytes = self.probe.and_then(|p| p.current_bytes().ok()).unwrap_or(0);
         if let Some(cb) = h.on_progress.as_mut() {
+            self.resolve_total()?;
             cb(&self.stats)?;
         }
         Ok(())
