@@ -652,8 +652,10 @@ pub unsafe extern "C" fn mw_batch_json(batch: *const mw_batch, tuples: bool, jso
         need_out(json_out, "json_out")?;
         let b = inner(batch_ref(batch)?);
         let fmt = if tuples { RowFormat::Tuple } else { RowFormat::Dict };
+        let mut s = String::new();
+        b.write_json(fmt, &mut s);
         // Safety: checked non-NULL.
-        unsafe { write_out(json_out, "json_out", out_string(b.to_json(fmt).to_string())) }
+        unsafe { write_out(json_out, "json_out", out_string(s)) }
     })
 }
 

@@ -132,6 +132,55 @@ impl Batch {
         self.columns.iter().position(|c| c == name)
     }
 
+    /// The rows as JSON text, written straight from the values (no intermediate tree): an
+    /// array of objects (`dict`) or of arrays (`tuple`).
+    pub fn write_json(&self, format: RowFormat, out: &mut String) {
+        use std::fmt::Write;
+        let names: Vec<String> =
+            self.columns.iter().map(|c| serde_json::to_string(c).unwrap_or_else(|_| "\"\"".into())).collect();
+        out.reserve(self.bytes + self.rows * 16);
+        out.push('[');
+        for (i, row) in self.iter_rows().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push(if format == RowFormat::Dict { '{' } else { '[' });
+            for (j, v) in row.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                if format == RowFormat::Dict {
+                    out.push_str(&names[j]);
+                    out.push(':');
+                }
+                match v {
+                    Value::Null => out.push_str("null"),
+                    Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                    Value::Int(x) => {
+                        let _ = write!(out, "{x}");
+                    }
+                    Value::Real(r) if r.is_finite() => {
+                        let _ = write!(out, "{r:?}");
+                    }
+                    Value::Real(_) => out.push_str("null"),
+                    Value::Text(t) => write_json_str(out, t),
+                    Value::Blob(b) => {
+                        out.push('[');
+                        for (k, x) in b.iter().enumerate() {
+                            if k > 0 {
+                                out.push(',');
+                            }
+                            let _ = write!(out, "{x}");
+                        }
+                        out.push(']');
+                    }
+                }
+            }
+            out.push(if format == RowFormat::Dict { '}' } else { ']' });
+        }
+        out.push(']');
+    }
+
     /// The rows as a JSON array of objects (`dict`) or of arrays (`tuple`).
     pub fn to_json(&self, format: RowFormat) -> Json {
         Json::Array(
@@ -149,6 +198,32 @@ impl Batch {
                 .collect(),
         )
     }
+}
+
+fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            use std::fmt::Write;
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push_str(esc);
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 /// How rows reach a host callback.
@@ -197,6 +272,33 @@ impl fmt::Display for ChunkInfo {
                 Some(k) => write!(f, " (after key {k})"),
                 None => write!(f, " (from the start)"),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_json_matches_the_json_tree() {
+        let columns: Arc<[String]> = vec!["id".to_string(), "te\"xt".to_string(), "r".into(), "b".into()].into();
+        let values = vec![
+            Value::Int(-7),
+            Value::Text("a\"b\\c\nd\te\u{1}é😀".into()),
+            Value::Real(1.5e-7),
+            Value::Blob(vec![0, 255]),
+            Value::Null,
+            Value::Bool(true),
+            Value::Real(f64::NAN),
+            Value::Text(String::new()),
+        ];
+        let b = Batch::from_values(columns, values, Some(0));
+        for fmt in [RowFormat::Dict, RowFormat::Tuple] {
+            let mut s = String::new();
+            b.write_json(fmt, &mut s);
+            let parsed: Json = serde_json::from_str(&s).unwrap();
+            assert_eq!(parsed, b.to_json(fmt), "{s}");
         }
     }
 }

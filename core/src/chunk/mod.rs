@@ -939,6 +939,14 @@ impl Run<'_> {
     /// Hands one chunk to the host: retries, the error policy, checkpoint, memory budget, progress.
     fn deliver(&mut self, ri: usize, after: Option<Value>, batch: Batch, h: &mut Handlers<'_>) -> Result<()> {
         self.index += 1;
+        // A NULL key cannot be paged past (`key > NULL` matches nothing): stop rather than
+        // silently end the walk early.
+        if matches!(batch.last_key, Some(Value::Null)) && self.config.pagination == Pagination::Keyset {
+            return Err(Error::invalid_argument(format!(
+                "the key column '{}' holds NULL values; page by a unique NOT NULL column (key_column)",
+                self.key.unwrap_or_default()
+            )));
+        }
         let mut attempts = 0;
         let ok = loop {
             attempts += 1;
