@@ -41,6 +41,7 @@ class FilteredIterator implements \IteratorAggregate
     private ItemTable $table;
     private int $batch;
     private bool $iterated = false;
+    private object $sticky;
     /** @var list<mixed> */
     private array $keep = [];
 
@@ -96,10 +97,14 @@ class FilteredIterator implements \IteratorAggregate
         // A rejected item is dropped from the table once no later filter will see it.
         $count = count($filters);
         $rejected = new \ArrayObject();
+        // A filter's exception may surface one call later (the items collected before it are
+        // handed out first), so it is kept here until then.
+        $this->sticky = $sticky = new \stdClass();
+        $sticky->error = null;
         $fns = $count > 0 ? $this->ffi->new("mw_filter_fn[{$count}]") : null;
         foreach ($filters as $i => $filter) {
             $lastFilter = $i === $count - 1;
-            $closure = static function ($user, $item) use ($filter, $guard, $table, $earlyExit, $lastFilter, $rejected): int {
+            $closure = static function ($user, $item) use ($filter, $guard, $table, $earlyExit, $lastFilter, $rejected, $sticky): int {
                 try {
                     $id = (int) $item;
                     $keep = (bool) $filter($table->get($id));
@@ -119,6 +124,7 @@ class FilteredIterator implements \IteratorAggregate
                     return $keep ? 1 : 0;
                 } catch (\Throwable $e) {
                     $guard->fail($e);
+                    $sticky->error ??= $e;
                     return -1;
                 }
             };
@@ -170,7 +176,7 @@ class FilteredIterator implements \IteratorAggregate
                 $this->batch,
                 \FFI::addr($items),
                 \FFI::addr($n)
-            ));
+            ), fn (int $status) => $status === 10 ? $this->sticky->error : null);
             $count = (int) $n->cdata;
             if ($count === 0) {
                 return;
