@@ -14,6 +14,19 @@ if ! command -v php >/dev/null 2>&1 || ! command -v phpunit >/dev/null 2>&1; the
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y php-cli phpunit
 fi
 
+# PDO drivers for the ChunkedDatabaseProcessor tests (PDO connections, table setup).
+missing=""
+for pair in pdo_sqlite:php-sqlite3 pdo_pgsql:php-pgsql pdo_mysql:php-mysql; do
+    php -r "exit(extension_loaded('${pair%%:*}') ? 0 : 1);" || missing="$missing ${pair#*:}"
+done
+if [ -n "$missing" ]; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
+    $sudo apt-get update
+    # shellcheck disable=SC2086
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
+fi
+
 php -r 'exit(extension_loaded("ffi") ? 0 : 1);' || {
     echo "run-tests.sh: PHP's FFI extension is not loaded (php -m | grep FFI)" >&2
     exit 1

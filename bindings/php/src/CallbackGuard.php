@@ -40,6 +40,46 @@ final class CallbackGuard
         Native::check($status);
     }
 
+    /**
+     * As invoke(), for runs whose callback failures the core may handle itself (retried,
+     * skipped by error_handling 'continue' or an error callback): a kept exception is
+     * rethrown only when the call fails with MW_STATUS_CALLBACK; after a successful call it
+     * was handled and is dropped. Callbacks record with fail(), the last failure wins.
+     *
+     * @param callable():int $call
+     * @param (callable(int,?\Throwable):?\Throwable)|null $map turns other failures into an exception
+     */
+    public function invokeHandled(callable $call, ?callable $map = null): void
+    {
+        $outer = $this->error;
+        $this->error = null;
+        try {
+            $status = $call();
+        } finally {
+            $error = $this->error;
+            $this->error = $outer;
+        }
+        if ($status === 0) {
+            return;
+        }
+        if ($error !== null && $status === 10) {
+            throw $error;
+        }
+        if ($map !== null) {
+            $mapped = $map($status, $error);
+            if ($mapped !== null) {
+                throw $mapped;
+            }
+        }
+        Native::check($status);
+    }
+
+    /** Records a callback's exception for invokeHandled() (the last one wins). */
+    public function fail(\Throwable $e): void
+    {
+        $this->error = $e;
+    }
+
     /** @param callable(mixed...):mixed $body */
     public function wrap(callable $body): \Closure
     {

@@ -115,6 +115,16 @@ final class MemoryManager
         }
     }
 
+    /**
+     * The native handle, for the iterators' and ChunkedDatabaseProcessor's 'manager' key.
+     *
+     * @internal
+     */
+    public function nativeHandle(): CData
+    {
+        return $this->handle;
+    }
+
     public function __destruct()
     {
         if (isset($this->handle)) {
