@@ -7,6 +7,7 @@
 mod container;
 mod convert;
 mod errors;
+mod iterators;
 mod manager;
 mod pool;
 
@@ -41,6 +42,10 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<container::PyLazyContainer>()?;
     container::install_fast_get(m.py())?;
     m.add_class::<container::PyScope>()?;
+    m.add_class::<iterators::PyStreamingIterator>()?;
+    m.add_class::<iterators::PyLazyIterator>()?;
+    m.add_class::<iterators::LazyBatches>()?;
+    m.add_class::<iterators::PyFilteredIterator>()?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(format_size, m)?)?;
     Ok(())
