@@ -502,26 +502,26 @@ impl PyLazyIterator {
                 type_name(loader)
             )));
         }
-        let (mut json, own) = split_config(py, C, config, options, IterConfig::LAZY_KEYS, &["manager"])?;
+        let (mut json, own) = split_config(py, C, config, options, IterConfig::LAZY_KEYS, &["manager", "key"])?;
         // A callable key stays with the binding; a name also goes to the core.
         let mut key = KeyFn::None;
-        if let Some(d) = options
-            .and_then(|o| o.get_item("key").ok().flatten())
-            .or_else(|| config.and_then(|c| c.cast::<PyDict>().ok()).and_then(|c| c.get_item("key").ok().flatten()))
-        {
-            if let Ok(s) = d.cast::<PyString>() {
+        let mut manager = None;
+        for (k, v) in &own {
+            if k == "manager" {
+                manager = manager_of(py, C, v)?;
+            } else if let Ok(s) = v.cast::<PyString>() {
                 key = KeyFn::Name(s.clone().unbind());
-            } else if d.is_callable() {
-                key = KeyFn::Call(d.unbind());
                 if let Value::Object(m) = &mut json {
-                    m.remove("key");
+                    m.insert("key".into(), Value::String(s.to_cow()?.into_owned()));
                 }
-            } else if !d.is_none() {
+            } else if v.is_callable() {
+                key = KeyFn::Call(v.clone().unbind());
+            } else if !v.is_none() {
                 return Err(config_error(
                     py,
                     format!(
                         "LazyIterator config: invalid value for 'key': expected a field name or a callable, got {}",
-                        type_name(&d)
+                        type_name(v)
                     ),
                 ));
             }
@@ -543,10 +543,6 @@ impl PyLazyIterator {
                 ));
             }
             _ => {}
-        }
-        let mut manager = None;
-        for (_, v) in &own {
-            manager = manager_of(py, C, v)?;
         }
         let slot = ErrSlot::default();
         let pl = PyLoader { f: loader.clone().unbind(), key, slot: slot.clone(), kept: VecDeque::new(), counter: 0 };
