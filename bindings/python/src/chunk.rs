@@ -490,7 +490,6 @@ impl PyChunkedDatabaseProcessor {
             let mut h =
                 Handlers { on_batch: &mut on_batch, on_progress: Some(&mut on_progress), on_error: Some(&mut on_err) };
             let result = core.0.process_query(sql, &opts, &mut h);
-            drop(h);
             let warnings = core.0.stats().warnings.clone();
             *snapshot.lock() = None;
             self.running.store(0, Ordering::Release);

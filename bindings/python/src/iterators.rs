@@ -65,6 +65,9 @@ fn busy(what: &str) -> PyErr {
     ))
 }
 
+/// The binding's own config entries, by name.
+type OwnEntries<'py> = Vec<(String, Bound<'py, PyAny>)>;
+
 /// Splits `config` + keyword arguments into the core's JSON and the binding's own keys.
 fn split_config<'py>(
     py: Python<'py>,
@@ -73,7 +76,7 @@ fn split_config<'py>(
     kwargs: Option<&Bound<'py, PyDict>>,
     core_keys: &[&str],
     binding_keys: &[&str],
-) -> PyResult<(Value, Vec<(String, Bound<'py, PyAny>)>)> {
+) -> PyResult<(Value, OwnEntries<'py>)> {
     let mut known: Vec<&str> = core_keys.to_vec();
     known.extend(binding_keys);
     let entries = config_entries(py, component, config, kwargs, &known)?;
@@ -335,7 +338,7 @@ impl PyLoader {
                 } else if let Ok(v) = item.get_item(n) {
                     return Ok(v);
                 }
-                Err(PyErr::from(mw_err_key(n, item)))
+                Err(mw_err_key(n, item))
             }
         }
     }
