@@ -82,7 +82,19 @@ fn core_row<'py>(
     names: Option<&[Bound<'py, PyString>]>,
 ) -> PyResult<Bound<'py, PyAny>> {
     match names {
-        None => Ok(PyTuple::new(py, row.iter().map(|v| value_to_py(py, v)))?.into_any()),
+        None => {
+            // Straight into a new tuple: no iterator adapter, no length checks per item.
+            // SAFETY: PyTuple_New returns a new tuple of row.len() NULL slots (or NULL with an
+            // exception set); PyTuple_SetItem steals each new reference into a fresh slot.
+            unsafe {
+                let t = ffi::PyTuple_New(row.len() as ffi::Py_ssize_t);
+                let t = Bound::from_owned_ptr_or_err(py, t)?;
+                for (i, v) in row.iter().enumerate() {
+                    ffi::PyTuple_SetItem(t.as_ptr(), i as ffi::Py_ssize_t, value_to_py(py, v).into_ptr());
+                }
+                Ok(t)
+            }
+        }
         Some(names) => {
             let d = PyDict::new(py);
             for (n, v) in names.iter().zip(row) {
@@ -90,6 +102,25 @@ fn core_row<'py>(
             }
             Ok(d.into_any())
         }
+    }
+}
+
+/// Every row of a core batch, in a list built in place.
+fn core_rows<'py>(
+    py: Python<'py>,
+    batch: &Batch,
+    names: Option<&[Bound<'py, PyString>]>,
+) -> PyResult<Bound<'py, PyList>> {
+    // SAFETY: PyList_New returns a list of `rows` NULL slots (or NULL with an exception set);
+    // every slot is filled with a stolen new reference before the list is used, and on an
+    // error the partly filled list is dropped (list_dealloc skips NULL slots).
+    unsafe {
+        let l = ffi::PyList_New(batch.len() as ffi::Py_ssize_t);
+        let l = Bound::from_owned_ptr_or_err(py, l)?;
+        for (i, row) in batch.iter_rows().enumerate() {
+            ffi::PyList_SetItem(l.as_ptr(), i as ffi::Py_ssize_t, core_row(py, row, names)?.into_ptr());
+        }
+        Ok(l.cast_into_unchecked())
     }
 }
 
@@ -569,9 +600,7 @@ fn deliver(py: Python<'_>, batch: &Batch, sink: &Sink, format: RowFormat, host: 
             }
         }
         Sink::Batch(f) => {
-            let rows =
-                PyList::new(py, batch.iter_rows().map(|row| core_row(py, row, names)).collect::<PyResult<Vec<_>>>()?)?;
-            f.bind(py).call1((rows,))?;
+            f.bind(py).call1((core_rows(py, batch, names)?,))?;
         }
     }
     Ok(())
