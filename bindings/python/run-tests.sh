@@ -24,6 +24,11 @@ if ! "$py" -c "import maturin, pytest, mypy, psutil" 2>/dev/null; then
     echo "==> installing maturin pytest mypy psutil"
     "$py" -m pip install --quiet --disable-pip-version-check maturin pytest mypy psutil
 fi
+# DB-API drivers for the ChunkedDatabaseProcessor tests against PostgreSQL and MariaDB.
+if ! "$py" -c "import psycopg, pymysql" 2>/dev/null; then
+    echo "==> installing psycopg[binary] pymysql"
+    "$py" -m pip install --quiet --disable-pip-version-check "psycopg[binary]" pymysql
+fi
 
 if [ -n "${MEMWARDEN_PY_DEVELOP:-}" ]; then
     echo "==> building memwarden (maturin develop --release)"

@@ -4,9 +4,11 @@
 //! core results become dicts, core errors become one exception class per `ErrorKind`.
 //! Long core work runs with the GIL released; Python callbacks take it again.
 
+mod chunk;
 mod container;
 mod convert;
 mod errors;
+mod iterators;
 mod manager;
 mod pool;
 
@@ -41,6 +43,11 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<container::PyLazyContainer>()?;
     container::install_fast_get(m.py())?;
     m.add_class::<container::PyScope>()?;
+    m.add_class::<iterators::PyStreamingIterator>()?;
+    m.add_class::<iterators::PyLazyIterator>()?;
+    m.add_class::<iterators::LazyBatches>()?;
+    m.add_class::<iterators::PyFilteredIterator>()?;
+    m.add_class::<chunk::PyChunkedDatabaseProcessor>()?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(format_size, m)?)?;
     Ok(())

@@ -140,7 +140,7 @@ fn byte_count(py: Python<'_>, func: &str, arg: &str, v: &Bound<'_, PyAny>) -> Py
 /// warning / critical / emergency states, callbacks, cleanup hooks and "garbage collection".
 #[pyclass(name = "MemoryManager", module = "memwarden", frozen, weakref)]
 pub struct PyMemoryManager {
-    core: mw::MemoryManager,
+    core: Arc<mw::MemoryManager>,
     store: Arc<CallbackStore>,
     /// Cleanup hook name -> its callable's slot, so that replacing or unregistering a hook
     /// lets its callable go.
@@ -148,6 +148,11 @@ pub struct PyMemoryManager {
 }
 
 impl PyMemoryManager {
+    /// The core manager, shared with the iterators and the chunk processor that run its cleanup.
+    pub fn core_arc(&self) -> Arc<mw::MemoryManager> {
+        self.core.clone()
+    }
+
     fn add_state_callback(&self, f: &Bound<'_, PyAny>) {
         let slot = self.store.add(f.clone().unbind());
         let store = self.store.clone();
@@ -273,8 +278,11 @@ impl PyMemoryManager {
         }
         let cfg = ManagerConfig::from_json(&Value::Object(core_cfg)).map_err(|e| to_pyerr(py, e, None))?;
         let core = mw::MemoryManager::new(cfg).map_err(|e| to_pyerr(py, e, None))?;
-        let manager =
-            PyMemoryManager { core, store: Arc::new(CallbackStore::default()), hook_slots: Mutex::new(HashMap::new()) };
+        let manager = PyMemoryManager {
+            core: Arc::new(core),
+            store: Arc::new(CallbackStore::default()),
+            hook_slots: Mutex::new(HashMap::new()),
+        };
         if host_gc {
             manager.add_python_gc_hook().map_err(|e| to_pyerr(py, e, None))?;
         }

@@ -18,18 +18,30 @@ both. ``TypedMemoryPool`` is the same with the hooks as methods of a subclass.
     >>> pool = MemoryPool(factory=bytearray, max_size=10, min_size=2, max_idle_time=300)
     >>> with pool.use() as buf:
     ...     buf.extend(b"data")
+
+``StreamingIterator``, ``LazyIterator`` and ``FilteredIterator`` walk large data in chunks;
+``ChunkedDatabaseProcessor`` walks a query's rows by keyset pagination (a URL, or your own
+DB-API connection), so a callback that updates the rows never skips or repeats one.
+
+    >>> from memwarden import ChunkedDatabaseProcessor
+    >>> proc = ChunkedDatabaseProcessor("sqlite:///app.db", chunk_size=1000)
+    >>> proc.process("SELECT * FROM users WHERE active = 1", handle_user)  # doctest: +SKIP
 """
 
 from ._memwarden import (
     AcquireTimeout,
     CallbackError,
+    ChunkedDatabaseProcessor,
     CircularDependencyError,
     ClosedError,
     ConfigError,
     DatabaseError,
     ExhaustedError,
+    FilteredIterator,
     InvalidArgumentError,
+    LazyBatches,
     LazyContainer,
+    LazyIterator,
     MemoryManager,
     MemoryPool,
     MemwardenError,
@@ -37,6 +49,7 @@ from ._memwarden import (
     NotFoundError,
     PoolUse,
     Scope,
+    StreamingIterator,
     UnsupportedError,
     __version__,
     format_size,
@@ -47,13 +60,17 @@ from ._typed_pool import TypedMemoryPool
 __all__ = [
     "AcquireTimeout",
     "CallbackError",
+    "ChunkedDatabaseProcessor",
     "CircularDependencyError",
     "ClosedError",
     "ConfigError",
     "DatabaseError",
     "ExhaustedError",
+    "FilteredIterator",
     "InvalidArgumentError",
+    "LazyBatches",
     "LazyContainer",
+    "LazyIterator",
     "MemoryManager",
     "MemoryPool",
     "MemwardenError",
@@ -61,6 +78,7 @@ __all__ = [
     "NotFoundError",
     "PoolUse",
     "Scope",
+    "StreamingIterator",
     "TypedMemoryPool",
     "UnsupportedError",
     "__version__",

@@ -1,6 +1,6 @@
 """Native core of memwarden (PyO3). Import from ``memwarden``, not from here."""
 
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, TypeVar, Union, final
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union, final
 
 __all__ = [
     "__version__",
@@ -21,6 +21,11 @@ __all__ = [
     "PoolUse",
     "LazyContainer",
     "Scope",
+    "StreamingIterator",
+    "LazyIterator",
+    "LazyBatches",
+    "FilteredIterator",
+    "ChunkedDatabaseProcessor",
     "parse_size",
     "format_size",
 ]
@@ -351,3 +356,129 @@ class Scope:
         """The container this scope belongs to."""
     def __enter__(self) -> "Scope": ...
     def __exit__(self, *_exc: Any) -> bool: ...
+
+@final
+class StreamingIterator:
+    """Lists of ``chunk_size`` items from any iterable (generators too), with memory checks
+    between chunks.
+
+    Options (dict or keywords, the seed's keys): ``chunk_size`` (1000), ``memory_limit``
+    ('128M': allowed growth over the reading taken when iteration starts; above it cleanup
+    runs, then the chunk size halves), ``auto_gc``, ``cache_chunks`` (``rewind()`` replays
+    the chunks without reading the source again), ``error_handling`` ('continue', 'stop',
+    'retry'), ``retry_attempts``, ``manager`` (a ``MemoryManager`` whose cleanup runs above
+    ``memory_limit``). ``prefetch`` and ``parallel_processing`` are accepted and have no
+    effect: a Python source is read with the GIL, one item after another.
+
+    An exception raised by the source follows ``error_handling``; 'stop' (and 'retry' once
+    the retries are used up) re-raises the original exception object.
+    """
+
+    def __new__(cls, source: Iterable[Any], config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "StreamingIterator": ...
+    def __iter__(self) -> "StreamingIterator": ...
+    def __next__(self) -> List[Any]: ...
+    def rewind(self) -> None:
+        """Starts again from the first chunk by replaying the cache; ``UnsupportedError``
+        without ``cache_chunks`` (a forward-only source cannot be replayed)."""
+    @property
+    def stats(self) -> Dict[str, Any]:
+        """Chunks, items, chunk size and its reductions, cleanups, errors, cache figures."""
+    def get_stats(self) -> Dict[str, Any]:
+        """The same as ``stats``."""
+
+@final
+class LazyIterator:
+    """Items loaded a batch at a time by ``loader(offset, limit) -> list``.
+
+    With ``mode='keyset'`` and ``key`` (a dict key or attribute name, or a callable taking an
+    item) the loader is called ``loader(after_key, limit)``, ``after_key`` None for the first
+    batch. Keyset is recommended: OFFSET makes the database read and discard every row
+    before the offset (quadratic over a table) and skips or repeats rows when the data
+    changes during the run.
+
+    ``prefetch=True`` runs the loader one batch ahead on a background thread (which takes the
+    GIL for each call), so a loader doing I/O overlaps with your work; the loader must then
+    work from another thread. Other options: ``batch_size``, ``memory_limit``, ``auto_gc``,
+    ``cache_chunks``, ``parallel_processing`` (as prefetch), ``error_handling``,
+    ``retry_attempts``, ``manager``.
+    """
+
+    def __new__(cls, loader: Callable[[Any, int], Iterable[Any]], config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "LazyIterator": ...
+    def __iter__(self) -> "LazyIterator": ...
+    def __next__(self) -> Any: ...
+    def batches(self) -> "LazyBatches":
+        """The remaining items a batch (list) at a time."""
+    def rewind(self) -> None:
+        """Starts again from the first item (replays the cache when ``cache_chunks`` kept it)."""
+    @property
+    def stats(self) -> Dict[str, Any]:
+        """Batches, items, batch size, errors, retries, prefetch figures."""
+    def get_stats(self) -> Dict[str, Any]:
+        """The same as ``stats``."""
+
+@final
+class LazyBatches:
+    """``LazyIterator.batches()``: lists of items."""
+
+    def __iter__(self) -> "LazyBatches": ...
+    def __next__(self) -> List[Any]: ...
+
+@final
+class FilteredIterator:
+    """The items of ``source`` that pass every callable in ``filters``, in order.
+
+    ``early_exit=True`` (default) stops at an item's first rejecting filter; False runs every
+    filter on every item. A ``StreamingIterator`` source is flattened to its items. The source
+    is read in chunks with a ``StreamingIterator``'s options. A filter's exception ends the
+    iteration and is re-raised as it was.
+    """
+
+    def __new__(cls, source: Iterable[Any], config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "FilteredIterator": ...
+    def __iter__(self) -> "FilteredIterator": ...
+    def __next__(self) -> Any: ...
+    @property
+    def stats(self) -> Dict[str, Any]:
+        """``items_seen``, ``passed``, ``rejected``, per-filter ``filters`` counts, ``early_exit``,
+        and ``source`` (the chunked read's statistics)."""
+    def get_stats(self) -> Dict[str, Any]:
+        """The same as ``stats``."""
+
+@final
+class ChunkedDatabaseProcessor:
+    """Walks a query's rows in chunks by keyset pagination, so callbacks that update or delete
+    rows never make a row be skipped or seen twice.
+
+    ``connection``: a URL or PDO DSN (``sqlite:///path.db``, ``postgres://...``,
+    ``mysql://...``, ``pgsql:host=...``) read by the native drivers on worker threads, or a
+    DB-API connection (sqlite3, psycopg, psycopg2, pymysql, MySQLdb, mariadb) through which the
+    same queries run on the calling thread.
+
+    Options: ``chunk_size``, ``memory_limit`` (per chunk), ``timeout``, ``retry_attempts``,
+    ``retry_delay``, ``parallel_chunks``, ``key_column``, ``pagination``, ``checkpoint``,
+    ``checkpoint_fsync``, ``exact_count``, ``prefetch``, ``row_format`` ('dict' or 'tuple'),
+    ``user``, ``password``, ``connect_timeout``, ``progress_callback(processed, total)``,
+    ``error_callback(error, chunk) -> bool``, ``manager``.
+    """
+
+    def __new__(cls, connection: Any, config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "ChunkedDatabaseProcessor": ...
+    def process(self, sql: str, row_callback: Callable[[Any], Any]) -> Dict[str, Any]:
+        """Calls ``row_callback(row)`` for every row; returns the final statistics."""
+    def process_query(
+        self,
+        sql: str,
+        batch_callback: Callable[[List[Any]], Any],
+        options: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        batch_size: Optional[int] = None,
+        parallel: Union[bool, int, None] = None,
+    ) -> Dict[str, Any]:
+        """Calls ``batch_callback(rows)`` with each chunk; returns the final statistics."""
+    def set_progress_callback(self, callback: Optional[Callable[[Dict[str, Any]], Any]]) -> None:
+        """``fn(stats)`` after every chunk (``processed``, ``total``, ``memory_usage``,
+        ``estimated_remaining``, ``rows_per_second``, ...)."""
+    def set_error_callback(self, callback: Optional[Callable[[BaseException, Dict[str, Any]], bool]]) -> None:
+        """``fn(error, chunk) -> bool`` for a chunk that still fails after its retries: True
+        skips it, False stops."""
+    def get_stats(self) -> Dict[str, Any]:
+        """Statistics of the last (or running) call."""
