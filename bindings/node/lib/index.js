@@ -1143,7 +1143,7 @@ class StreamingIterator {
 
   async * [Symbol.asyncIterator] () {
     if (!isAsyncIterable(this._source)) {
-      yield * this
+      yield * this[Symbol.iterator]()
       return
     }
     for (;;) {

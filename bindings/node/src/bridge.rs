@@ -116,8 +116,14 @@ impl Port {
     /// Keeps `exc` as the last thrown exception. JS thread only.
     fn set_thrown(&self, env: sys::napi_env, exc: sys::napi_value) {
         let mut r = ptr::null_mut();
-        // Safety: on the JS thread of `env`; `exc` is a live value.
-        unsafe { sys::napi_create_reference(env, exc, 1, &mut r) };
+        let mut holder = ptr::null_mut();
+        // Safety: on the JS thread of `env`; `exc` is a live value. It is held in a one-element
+        // array because Node before 22 cannot reference primitives (`throw 'text'`).
+        unsafe {
+            sys::napi_create_array_with_length(env, 1, &mut holder);
+            sys::napi_set_element(env, holder, 0, exc);
+            sys::napi_create_reference(env, holder, 1, &mut r)
+        };
         if let Some((e, old)) = self.thrown.lock().replace((env as usize, r as usize)) {
             // Safety: a reference this port created in env `e`, on this same thread.
             unsafe { sys::napi_delete_reference(e as sys::napi_env, old as sys::napi_ref) };
@@ -135,10 +141,10 @@ impl Port {
     /// The kept exception's value (still kept). JS thread only.
     fn thrown_value(&self, env: sys::napi_env) -> Option<sys::napi_value> {
         let (_, r) = (*self.thrown.lock())?;
-        let mut v = ptr::null_mut();
-        // Safety: a strong reference of this env.
-        unsafe { sys::napi_get_reference_value(env, r as sys::napi_ref, &mut v) };
-        (!v.is_null()).then_some(v)
+        let mut holder = ptr::null_mut();
+        // Safety: a strong reference of this env, to the holder array made by `set_thrown`.
+        unsafe { sys::napi_get_reference_value(env, r as sys::napi_ref, &mut holder) };
+        (!holder.is_null()).then(|| get_element(env, holder, 0))
     }
 
     /// The JS value to throw for `e`: the kept original exception when `e` is a callback
@@ -205,7 +211,8 @@ impl Port {
         };
         if ok(st) {
             let r = parse_reply(env, req.kind(), result);
-            if r.is_ok() {
+            // The error callback's answer keeps the exception it was asked about.
+            if r.is_ok() && req.kind() != 4 {
                 self.clear_thrown();
             }
             return r;
@@ -615,7 +622,7 @@ unsafe extern "C" fn reply_cb(env: sys::napi_env, info: sys::napi_callback_info)
         Err(CoreError::callback(message))
     } else {
         let r = parse_reply(env, rd.pending.get(), argv[1]);
-        if r.is_ok() {
+        if r.is_ok() && rd.pending.get() != 4 {
             rd.port.clear_thrown();
         }
         r
