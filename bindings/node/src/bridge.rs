@@ -33,14 +33,26 @@ use crate::{CoreResult, core_error_value, describe_exception, js_string};
 
 /// What the core asks of JS.
 pub(crate) enum Request {
-    Pull { max: usize },
-    Load { offset: Option<u64>, after: Option<Key>, limit: usize },
+    Pull {
+        max: usize,
+    },
+    Load {
+        offset: Option<u64>,
+        after: Option<Key>,
+        limit: usize,
+    },
     /// Valid while the requesting thread waits for the reply.
     Batch(*const Batch),
     Progress(*const Progress),
-    Failed { error: CoreError, chunk: ChunkInfo },
+    Failed {
+        error: CoreError,
+        chunk: ChunkInfo,
+    },
     /// Filter `index` on the item with this id.
-    Filter { index: usize, id: u64 },
+    Filter {
+        index: usize,
+        id: u64,
+    },
 }
 
 // Safety: the raw pointers are only read while the thread that owns the pointee blocks on the
@@ -314,12 +326,12 @@ fn cell_value(env: sys::napi_env, v: &CellValue) -> sys::napi_value {
         match v {
             CellValue::Null => sys::napi_get_null(env, &mut out),
             CellValue::Bool(b) => sys::napi_get_boolean(env, *b, &mut out),
-            CellValue::Int(i) if (-SAFE_INT..=SAFE_INT).contains(i) => sys::napi_create_double(env, *i as f64, &mut out),
+            CellValue::Int(i) if (-SAFE_INT..=SAFE_INT).contains(i) => {
+                sys::napi_create_double(env, *i as f64, &mut out)
+            }
             CellValue::Int(i) => sys::napi_create_bigint_int64(env, *i, &mut out),
             CellValue::Real(r) => sys::napi_create_double(env, *r, &mut out),
-            CellValue::Text(s) => {
-                sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out)
-            }
+            CellValue::Text(s) => sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out),
             CellValue::Blob(b) => {
                 let mut data = ptr::null_mut();
                 sys::napi_create_buffer_copy(env, b.len(), b.as_ptr().cast(), &mut data, &mut out)
@@ -433,7 +445,8 @@ fn parse_reply(env: sys::napi_env, kind: u32, v: sys::napi_value) -> CoreResult<
 // ---- asynchronous steps --------------------------------------------------------------
 
 /// Turns a step's result into the value its Promise resolves with (Ok) or rejects with (Err).
-pub(crate) type Settle = Box<dyn FnOnce(sys::napi_env, &Port) -> std::result::Result<sys::napi_value, sys::napi_value> + Send>;
+pub(crate) type Settle =
+    Box<dyn FnOnce(sys::napi_env, &Port) -> std::result::Result<sys::napi_value, sys::napi_value> + Send>;
 
 enum Msg {
     Request(Request),
@@ -484,7 +497,14 @@ pub(crate) fn spawn_step(
             reply.cast(),
             &mut reply_fn
         ))?;
-        check_status!(sys::napi_add_finalizer(raw, reply_fn, reply.cast(), Some(drop_reply), ptr::null_mut(), ptr::null_mut()))?;
+        check_status!(sys::napi_add_finalizer(
+            raw,
+            reply_fn,
+            reply.cast(),
+            Some(drop_reply),
+            ptr::null_mut(),
+            ptr::null_mut()
+        ))?;
         check_status!(sys::napi_create_reference(raw, reply_fn, 1, &mut reply_ref))?;
         let ctx = Box::into_raw(Box::new(StepCtx { port: port.clone(), deferred, reply_fn: reply_ref, reply }));
         let name = js_string(raw, "memwarden");

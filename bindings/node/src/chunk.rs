@@ -73,11 +73,11 @@ fn run_core(
         *snapshot.lock() = s.clone();
         if progress { port.request(Request::Progress(s)).map(|_| ()) } else { Ok(()) }
     };
-    let mut on_err = |e: &CoreError, info: &memwarden_core::chunk::ChunkInfo| {
-        match port.request(Request::Failed { error: e.clone(), chunk: info.clone() })? {
-            Reply::Bool(b) => Ok(b),
-            _ => Ok(false),
-        }
+    let mut on_err = |e: &CoreError, info: &memwarden_core::chunk::ChunkInfo| match port
+        .request(Request::Failed { error: e.clone(), chunk: info.clone() })?
+    {
+        Reply::Bool(b) => Ok(b),
+        _ => Ok(false),
     };
     let mut h = Handlers {
         on_batch: &mut on_batch,
@@ -123,7 +123,14 @@ impl NativeChunkedDatabaseProcessor {
         ts_args_type = "sql: string, dispatch: (...args: any[]) => any, options: Record<string, any> | null, flags: RunFlags",
         ts_return_type = "Record<string, any>"
     )]
-    pub fn run(&self, env: Env, sql: String, dispatch: Unknown, options: Option<Value>, flags: RunFlags) -> Result<Value> {
+    pub fn run(
+        &self,
+        env: Env,
+        sql: String,
+        dispatch: Unknown,
+        options: Option<Value>,
+        flags: RunFlags,
+    ) -> Result<Value> {
         expect_function(&env, &dispatch, "processQuery", "dispatch")?;
         let opts = normalize_numbers(options.unwrap_or(Value::Null));
         let opts = guarded(&env, || QueryOptions::from_json(&opts))?;
@@ -132,9 +139,8 @@ impl NativeChunkedDatabaseProcessor {
         self.port.set_shape(Shape { row_format: self.row_format, progress_stats: flags.progress_stats });
         self.port.clear_thrown();
         let (port, snap) = (&self.port, &self.snapshot);
-        let r = port.direct(&env, &dispatch, || {
-            run_core(&mut p.0, port, snap, &sql, &opts, (flags.progress, flags.on_error))
-        });
+        let r = port
+            .direct(&env, &dispatch, || run_core(&mut p.0, port, snap, &sql, &opts, (flags.progress, flags.on_error)));
         match r {
             Ok(s) => Ok(s.to_json()),
             Err(e) => Err(throw_value(env.raw(), self.port.error_value(env.raw(), &e))),

@@ -15,8 +15,7 @@ use std::sync::Arc;
 
 use memwarden_core::iter::{ChunkSource, Items, Loader, Page};
 use memwarden_core::{
-    Error as CoreError, FilteredIterator, IterConfig, Key, LazyIterator, PageMode, Result as CoreResult2,
-    StreamingIterator,
+    Error as CoreError, FilteredIterator, IterConfig, Key, LazyIterator, PageMode, StreamingIterator,
 };
 use napi::bindgen_prelude::*;
 use napi::{Env, sys};
@@ -25,7 +24,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::bridge::{Port, Reply, Request, Settle, Shape, spawn_step};
-use crate::{NativeMemoryManager, expect_function, guarded, normalize_numbers, throw_value};
+use crate::{CoreResult, NativeMemoryManager, expect_function, guarded, normalize_numbers, throw_value};
 use memwarden_core::chunk::RowFormat;
 
 const SHAPE: Shape = Shape { row_format: RowFormat::Dict, progress_stats: false };
@@ -46,7 +45,7 @@ fn describe(chunk: &[u64]) -> Vec<f64> {
     chunk.iter().map(|&id| id as f64).collect()
 }
 
-fn chunk_reply(r: Reply) -> CoreResult2<(u32, usize, Option<Key>)> {
+fn chunk_reply(r: Reply) -> CoreResult<(u32, usize, Option<Key>)> {
     match r {
         Reply::Chunk { slot, len, key } => Ok((slot, len, key)),
         _ => Err(CoreError::callback("internal: unexpected reply")),
@@ -59,7 +58,7 @@ pub(crate) struct PortSource {
 }
 
 impl ChunkSource<u64> for PortSource {
-    fn next_chunk(&mut self, max: usize) -> CoreResult2<Vec<u64>> {
+    fn next_chunk(&mut self, max: usize) -> CoreResult<Vec<u64>> {
         let (slot, len, _) = chunk_reply(self.port.request(Request::Pull { max })?)?;
         Ok(ids(slot, len))
     }
@@ -73,7 +72,7 @@ pub(crate) struct PortLoader {
 }
 
 impl Loader<u64> for PortLoader {
-    fn load(&mut self, page: Page<'_>, limit: usize) -> CoreResult2<Vec<u64>> {
+    fn load(&mut self, page: Page<'_>, limit: usize) -> CoreResult<Vec<u64>> {
         let req = match page {
             Page::Offset(o) => Request::Load { offset: Some(o), after: None, limit },
             Page::After(k) => Request::Load { offset: None, after: k.cloned(), limit },
@@ -83,7 +82,7 @@ impl Loader<u64> for PortLoader {
         Ok(ids(slot, len))
     }
 
-    fn next_key(&mut self, _batch: &[u64]) -> CoreResult2<Key> {
+    fn next_key(&mut self, _batch: &[u64]) -> CoreResult<Key> {
         self.next_key.take().ok_or_else(|| CoreError::invalid_argument("keyset mode: the key function gave no key"))
     }
 }
@@ -104,7 +103,7 @@ fn sync_step<I, R>(
     inner: &Shared<I>,
     port: &Port,
     dispatch: &Unknown,
-    f: impl FnOnce(&mut I) -> CoreResult2<R>,
+    f: impl FnOnce(&mut I) -> CoreResult<R>,
 ) -> Result<R> {
     let mut guard = inner.try_lock().ok_or_else(|| busy(env, what))?;
     let it = guard.as_mut().ok_or_else(|| busy(env, what))?;
@@ -122,7 +121,7 @@ fn async_step<I: Send + 'static, R: Send + 'static>(
     inner: &Shared<I>,
     port: &Arc<Port>,
     dispatch: &Unknown,
-    f: impl FnOnce(&mut I) -> CoreResult2<R> + Send + 'static,
+    f: impl FnOnce(&mut I) -> CoreResult<R> + Send + 'static,
     out: impl FnOnce(sys::napi_env, R) -> sys::napi_value + Send + 'static,
 ) -> Result<sys::napi_value> {
     let it = inner.try_lock().and_then(|mut g| g.take()).ok_or_else(|| busy(env, what))?;
@@ -147,11 +146,6 @@ fn f64s(env: sys::napi_env, v: Vec<f64>) -> sys::napi_value {
 fn config(env: &Env, component: &'static str, cfg: Option<Value>) -> Result<IterConfig> {
     let cfg = normalize_numbers(cfg.unwrap_or(Value::Null));
     guarded(env, || IterConfig::from_json(component, &cfg))
-}
-
-fn stats_json(env: &Env, v: Value) -> Result<Value> {
-    let _ = env;
-    Ok(v)
 }
 
 // ---- StreamingIterator -----------------------------------------------------------------
@@ -221,7 +215,7 @@ impl NativeStreamingIterator {
     pub fn stats(&self, env: Env) -> Result<Value> {
         let g = self.inner.try_lock().ok_or_else(|| busy(&env, "StreamingIterator"))?;
         let it = g.as_ref().ok_or_else(|| busy(&env, "StreamingIterator"))?;
-        stats_json(&env, it.stats().to_json())
+        Ok(it.stats().to_json())
     }
 
     /// Cleanup above `memory_limit` runs this manager's collection.
@@ -313,7 +307,7 @@ impl NativeLazyIterator {
     pub fn stats(&self, env: Env) -> Result<Value> {
         let g = self.inner.try_lock().ok_or_else(|| busy(&env, "LazyIterator"))?;
         let it = g.as_ref().ok_or_else(|| busy(&env, "LazyIterator"))?;
-        stats_json(&env, it.stats().to_json())
+        Ok(it.stats().to_json())
     }
 
     #[napi]
@@ -327,7 +321,7 @@ impl NativeLazyIterator {
 
 // ---- FilteredIterator ------------------------------------------------------------------
 
-type FilterFn = Box<dyn FnMut(&u64) -> CoreResult2<bool>>;
+type FilterFn = Box<dyn FnMut(&u64) -> CoreResult<bool> + Send>;
 type Filtered = FilteredIterator<u64, Items<u64, Streaming>, FilterFn>;
 
 /// The native filtered iterator over a JS iterable of items. Use `FilteredIterator` from
