@@ -9,6 +9,57 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** The native processor. Use `ChunkedDatabaseProcessor` from `lib/index.js`. */
+export declare class NativeChunkedDatabaseProcessor {
+  /**
+   * `connection`: `sqlite:///path.db`, `postgres://...`, `mysql://...` or a PDO DSN;
+   * `config`: the core's keys (`chunk_size`, `memory_limit`, `retry_attempts`,
+   * `parallel_chunks`, `key_column`, `checkpoint`, `row_format`, ...).
+   */
+  constructor(connection: string, configJson?: any | undefined | null)
+  /** The connection, password masked. */
+  get connection(): string
+  /**
+   * Runs `sql` on this thread: `dispatch(2, rows)` per chunk, progress and failed chunks
+   * as `flags` say. Returns the final statistics; throws the original exception of a JS
+   * callback when the run stops because of it.
+   */
+  run(sql: string, dispatch: (...args: any[]) => any, options: Record<string, any> | null, flags: RunFlags): Record<string, any>
+  /**
+   * As `run`, on a worker thread; returns a Promise of the final statistics. `dispatch`
+   * gets a `reply` function as its last argument and calls it when the callback (and the
+   * Promise it returned) is done; the core waits for it before it goes on.
+   */
+  runAsync(sql: string, dispatch: (...args: any[]) => any, options: Record<string, any> | null, flags: RunFlags): Promise<Record<string, any>>
+  /**
+   * Statistics of the last (or running) call: `processed`, `total`, `memory_usage` (MB),
+   * `estimated_remaining` (s), `rows_per_second`, `chunks`, `failed_chunks`, `failures`,
+   * `warnings`, ...
+   */
+  stats(): Record<string, any>
+  /** The manager whose cleanup runs when a chunk exceeds `memory_limit`; `null` for none. */
+  setManager(manager: NativeMemoryManager | null): void
+}
+
+/**
+ * The native filtered iterator over a JS iterable of items. Use `FilteredIterator` from
+ * `lib/index.js`. Synchronous only: filters are called once per item, on the JS thread.
+ */
+export declare class NativeFilteredIterator {
+  /**
+   * `config`: `early_exit` and the chunk source's keys; `filters`: how many filters the JS
+   * layer holds (the functions stay there; the core calls filter `k` through dispatch).
+   */
+  constructor(configJson: any | undefined | null, filters: number)
+  /** Up to `max` passing items (ids); `[]` at the end. */
+  next(dispatch: (...args: any[]) => any, max: number): Array<number>
+  /**
+   * `items_seen`, `passed`, `rejected`, per-filter `filters[{evaluated, rejected}]`,
+   * `early_exit`, and the chunk source's statistics under `source`.
+   */
+  stats(): Record<string, any>
+}
+
 /**
  * The native container. Use `LazyContainer` from `lib/index.js`, which owns the table of
  * instances this class hands out ids of.
@@ -45,6 +96,25 @@ export declare class NativeLazyContainer {
   statistics(): Record<string, any>
   /** The effective configuration, defaults filled in. */
   config(): Record<string, boolean>
+}
+
+/** The native lazy iterator. Use `LazyIterator` from `lib/index.js`. */
+export declare class NativeLazyIterator {
+  /**
+   * `config`: `batch_size`, `mode` (`'offset'` / `'keyset'`), `key`, `memory_limit`,
+   * `error_handling`, `retry_attempts`, `cache_chunks`, `prefetch`, ...
+   */
+  constructor(configJson?: any | undefined | null)
+  get keyset(): boolean
+  /** The next batch (see the module doc); `[]` at the end. */
+  next(dispatch: (...args: any[]) => any): Array<number>
+  /** As `next`, on a worker thread: the loader may return a Promise. */
+  nextAsync(dispatch: (...args: any[]) => any): Promise<number[]>
+  get retains(): boolean
+  /** Starts again from the first item (replays the cache, or loads again). */
+  rewind(): void
+  stats(): Record<string, any>
+  setManager(manager: NativeMemoryManager): void
 }
 
 /**
@@ -172,6 +242,26 @@ export declare class NativeScope {
   dispose(): void
 }
 
+/** The native streaming iterator. Use `StreamingIterator` from `lib/index.js`. */
+export declare class NativeStreamingIterator {
+  /**
+   * `config`: `chunk_size`, `memory_limit`, `auto_gc`, `cache_chunks`, `error_handling`,
+   * `retry_attempts`, ... as the core reads them.
+   */
+  constructor(configJson?: any | undefined | null)
+  /** The next chunk (see the module doc); `[]` at the end. */
+  next(dispatch: (...args: any[]) => any): Array<number>
+  /** As `next`, on a worker thread: `dispatch` gets a `reply` function and may await. */
+  nextAsync(dispatch: (...args: any[]) => any): Promise<number[]>
+  /** Whether the JS layer must keep delivered chunks (the core may replay them). */
+  get retains(): boolean
+  /** Replays the cached chunks (`cache_chunks`); an error when the source cannot be replayed. */
+  rewind(): void
+  stats(): Record<string, any>
+  /** Cleanup above `memory_limit` runs this manager's collection. */
+  setManager(manager: NativeMemoryManager): void
+}
+
 /** `{ name, priority }` of a registered cleanup hook. */
 export interface CleanupHookInfo {
   name: string
@@ -191,6 +281,16 @@ export interface MemoryLimit {
 
 /** `'512M'` -> 536870912; `'-1'` -> null. */
 export declare function parseSize(text: string): number | null
+
+/** What the JS layer wants called during a run. */
+export interface RunFlags {
+  /** Call `dispatch(3, processed, total, stats?)` after every chunk. */
+  progress: boolean
+  /** Pass the stats object as well (`setProgressCallback`). */
+  progressStats: boolean
+  /** Ask `dispatch(4, error, chunk)` about a chunk that failed after its retries. */
+  onError: boolean
+}
 
 /** Registers the class native errors are created with: `new ErrorClass(message, code)`. */
 export declare function setErrorClass(errorClass: new (message: string, code: string) => Error): void

@@ -835,10 +835,14 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeChunkedDatabaseProcessor = nativeBinding.NativeChunkedDatabaseProcessor
+module.exports.NativeFilteredIterator = nativeBinding.NativeFilteredIterator
 module.exports.NativeLazyContainer = nativeBinding.NativeLazyContainer
+module.exports.NativeLazyIterator = nativeBinding.NativeLazyIterator
 module.exports.NativeMemoryManager = nativeBinding.NativeMemoryManager
 module.exports.NativeMemoryPool = nativeBinding.NativeMemoryPool
 module.exports.NativeScope = nativeBinding.NativeScope
+module.exports.NativeStreamingIterator = nativeBinding.NativeStreamingIterator
 module.exports.formatSize = nativeBinding.formatSize
 module.exports.parseSize = nativeBinding.parseSize
 module.exports.setErrorClass = nativeBinding.setErrorClass

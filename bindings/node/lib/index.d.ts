@@ -391,6 +391,220 @@ export class LazyContainer {
   getStatistics(): ContainerStatistics
 }
 
+// ---- iterators -----------------------------------------------------------------------
+
+export type ErrorHandling = 'continue' | 'stop' | 'retry'
+
+export interface IteratorOptions {
+  /** Items per chunk (StreamingIterator, FilteredIterator's source). Default 1000. */
+  chunk_size?: number
+  /** Allowed memory growth over the start of iteration: `'128M'`, bytes, or -1 for none. */
+  memory_limit?: string | number
+  /** Run cleanup (the manager's collection) when growth exceeds memory_limit. Default true. */
+  auto_gc?: boolean
+  /** No effect with JS sources and loaders (they run on the JS thread, one chunk at a time). */
+  prefetch?: boolean
+  /** Keep delivered chunks so that rewind() replays them without the source. */
+  cache_chunks?: boolean
+  parallel_processing?: boolean
+  /** Default 'continue'. */
+  error_handling?: ErrorHandling
+  /** Default 3. */
+  retry_attempts?: number
+  /** Runs its cleanup hooks when growth exceeds memory_limit. */
+  manager?: MemoryManager
+}
+
+export interface IteratorStats {
+  chunks: number
+  items: number
+  chunk_size: number
+  initial_chunk_size: number
+  chunk_size_reductions: number
+  cleanups: number
+  memory_checks: number
+  peak_memory_growth_bytes: number
+  memory_limit_bytes: number | null
+  memory_source: 'process' | 'custom' | 'unavailable'
+  cleanup: 'manager' | 'callback' | 'none'
+  errors: Array<{ chunk: number; message: string }>
+  error_count: number
+  skipped_chunks: number
+  retries: number
+  cached_chunks: number
+  cache_dropped: boolean
+  cache_dropped_at: number | null
+  cache_complete: boolean
+  replayed_chunks: number
+  rewinds: number
+  prefetched: number
+  prefetch_active: boolean
+  parallel_active: boolean
+  finished: boolean
+}
+
+/** Chunks (arrays) of a sync iterable with `for...of`, or of an async iterable with `for await`. */
+export class StreamingIterator<T = any> implements Iterable<T[]>, AsyncIterable<T[]> {
+  constructor(source: Iterable<T> | AsyncIterable<T>, options?: IteratorOptions)
+  [Symbol.iterator](): Iterator<T[]>
+  [Symbol.asyncIterator](): AsyncIterator<T[]>
+  /** Replays the cached chunks (`cache_chunks`); `MW_UNSUPPORTED` when the source cannot be replayed. */
+  rewind(): void
+  getStats(): IteratorStats
+}
+
+export type PageKey = number | string | bigint
+
+export interface LazyIteratorOptions extends Omit<IteratorOptions, 'chunk_size'> {
+  /** Items per loader call. Default 1000. */
+  batch_size?: number
+  chunk_size?: number
+  /** `'offset'`: loader(offset, limit) (default); `'keyset'`: loader(afterKey, limit). */
+  mode?: 'offset' | 'keyset'
+  /** Keyset mode: the item's key property, or a function item => key. */
+  key?: string | ((item: any) => PageKey)
+}
+
+/**
+ * Items loaded on demand. `for...of` needs a loader that returns arrays; `for await` also
+ * takes one that returns Promises.
+ */
+export class LazyIterator<T = any> implements Iterable<T>, AsyncIterable<T> {
+  constructor(
+    loader: ((offset: any, limit: number) => T[] | Iterable<T> | Promise<T[] | Iterable<T>>),
+    options?: LazyIteratorOptions
+  )
+  [Symbol.iterator](): Iterator<T>
+  [Symbol.asyncIterator](): AsyncIterator<T>
+  /** The batches themselves. */
+  batches(): Iterable<T[]> & AsyncIterable<T[]>
+  rewind(): void
+  getStats(): IteratorStats
+}
+
+export interface FilteredIteratorOptions<T> extends IteratorOptions {
+  filters?: Array<(item: T) => boolean>
+  /** Stop an item's filters at the first that rejects it. Default true. */
+  early_exit?: boolean
+}
+
+export interface FilterStats {
+  items_seen: number
+  passed: number
+  rejected: number
+  filters: Array<{ evaluated: number; rejected: number }>
+  early_exit: boolean
+  source: IteratorStats
+}
+
+/** The items of `source` that pass every filter (a StreamingIterator's chunks are flattened). Synchronous. */
+export class FilteredIterator<T = any> implements Iterable<T> {
+  constructor(source: Iterable<T> | StreamingIterator<T>, options?: FilteredIteratorOptions<T>)
+  [Symbol.iterator](): Iterator<T>
+  getStats(): FilterStats
+}
+
+// ---- ChunkedDatabaseProcessor --------------------------------------------------------
+
+export type Row = Record<string, any>
+/** Blobs arrive as Buffers. */
+export type Cell = null | boolean | number | bigint | string | Uint8Array
+
+export interface ChunkInfo {
+  /** 1-based chunk number in this run. */
+  index: number
+  after_key: PageKey | null
+  first_key: PageKey | null
+  last_key: PageKey | null
+  rows: number
+  attempts: number
+}
+
+export interface ChunkStats {
+  processed: number
+  total: number
+  total_is_exact: boolean
+  percent: number
+  /** MB. */
+  memory_usage: number
+  memory_usage_bytes: number
+  /** Seconds. */
+  estimated_remaining: number
+  rows_per_second: number
+  elapsed: number
+  chunks: number
+  failed_chunks: number
+  failed_rows: number
+  retries: number
+  chunk_size: number
+  chunk_size_reductions: number
+  cleanups: number
+  max_chunk_bytes: number
+  resumed: boolean
+  key_column: string | null
+  pagination: 'keyset' | 'cursor' | 'offset'
+  workers: number
+  failures: Array<ChunkInfo & { error: string }>
+  /** Also emitted with process.emitWarning (code `MEMWARDEN_CHUNK`). */
+  warnings: string[]
+}
+
+export interface ChunkedDatabaseProcessorOptions {
+  chunk_size?: number
+  /** Per-chunk budget: a bigger chunk runs the manager's cleanup and halves the chunk size. */
+  memory_limit?: string | number
+  /** Per query, seconds (0 = none). */
+  timeout?: number
+  retry_attempts?: number
+  /** Seconds before the first retry, doubling. */
+  retry_delay?: number
+  parallel_chunks?: number
+  key_column?: string
+  pagination?: 'keyset' | 'cursor' | 'offset'
+  /** A file: the last key of every finished chunk is saved; a rerun resumes after it. */
+  checkpoint?: string
+  checkpoint_fsync?: boolean
+  exact_count?: boolean
+  prefetch?: boolean
+  /** `'dict'` (objects, default) or `'tuple'` (arrays). */
+  row_format?: 'dict' | 'tuple'
+  user?: string
+  password?: string
+  connect_timeout?: number
+  progress_callback?: ((processed: number, total: number) => void) | null
+  /** A chunk failed after its retries: true skips it, false stops (rethrowing the error). */
+  error_callback?: ((error: any, chunk: ChunkInfo) => boolean) | null
+  manager?: MemoryManager
+}
+
+export interface ProcessQueryOptions {
+  /** Overrides chunk_size for this call. */
+  batch_size?: number
+  /** true: parallel_chunks (at least 2) workers; a number: that many. */
+  parallel?: boolean | number
+}
+
+export class ChunkedDatabaseProcessor {
+  /** `connection`: `sqlite:///path.db`, `postgres://...`, `mysql://...`, or a PDO DSN. */
+  constructor(connection: string, options?: ChunkedDatabaseProcessorOptions)
+  /** The connection, password masked. */
+  readonly connection: string
+  /** `rowCallback(row)` for every row, on this thread; returns the final statistics. */
+  process(sql: string, rowCallback: (row: any) => void): ChunkStats
+  processQuery(sql: string, batchCallback: (rows: any[]) => void, options?: ProcessQueryOptions): ChunkStats
+  /** The core runs on a worker thread; a Promise returned by the callback is awaited before the run goes on. */
+  processAsync(sql: string, rowCallback: (row: any) => void | Promise<void>): Promise<ChunkStats>
+  processQueryAsync(
+    sql: string,
+    batchCallback: (rows: any[]) => void | Promise<void>,
+    options?: ProcessQueryOptions
+  ): Promise<ChunkStats>
+  setProgressCallback(fn: ((stats: ChunkStats) => void) | null): this
+  setErrorCallback(fn: ((error: any, chunk: ChunkInfo) => boolean) | null): this
+  setManager(manager: MemoryManager | null): this
+  getStats(): ChunkStats
+}
+
 /** `'512M'` -> 536870912; `'-1'` -> null. */
 export function parseSize(text: string): number | null
 /** 536870912 -> `'512M'`. */

@@ -944,6 +944,580 @@ class ContainerScope {
   }
 }
 
+// ---- iterators -------------------------------------------------------------------------
+
+const SLOT_SPAN = 4294967296 // 2^32: an item id is slot * 2^32 + index
+
+/**
+ * The arrays pulled from a source or returned by a loader, by slot: the core iterates ids
+ * (slot * 2^32 + index) and never holds the JS values themselves.
+ */
+class SlotTable {
+  constructor () {
+    this.arrays = []
+    this.free = []
+    this.order = []
+  }
+
+  put (arr) {
+    const s = this.free.length > 0 ? this.free.pop() : this.arrays.length
+    this.arrays[s] = arr
+    this.order.push(s)
+    return s
+  }
+
+  item (id) {
+    return this.arrays[Math.floor(id / SLOT_SPAN)][id % SLOT_SPAN]
+  }
+
+  /** A chunk from its description: `[-1 - slot, count]` or a list of ids. */
+  chunk (d, copy) {
+    if (d.length === 2 && d[0] < 0) {
+      const arr = this.arrays[-1 - d[0]]
+      return copy || d[1] !== arr.length ? arr.slice(0, d[1]) : arr
+    }
+    const out = new Array(d.length)
+    for (let i = 0; i < d.length; i++) out[i] = this.item(d[i])
+    return out
+  }
+
+  /** Forgets every slot allocated before `slot` (consumed in order). */
+  dropBefore (slot) {
+    while (this.order.length > 0 && this.order[0] !== slot) {
+      const s = this.order.shift()
+      this.arrays[s] = undefined
+      this.free.push(s)
+    }
+  }
+
+  clear () {
+    this.arrays = []
+    this.free = []
+    this.order = []
+  }
+}
+
+function managerNative (method, manager) {
+  if (manager === undefined || manager === null) return null
+  if (!(manager instanceof MemoryManager)) {
+    throw new TypeError(`${method}: 'manager' must be a memwarden MemoryManager, got ${describeType(manager)}`)
+  }
+  return manager._native
+}
+
+/** Splits options into the binding's keys and the core's JSON config. */
+function splitOptions (method, options, bindingKeys) {
+  if (options === undefined || options === null) return { binding: {}, core: null }
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`${method}: 'options' must be an object, got ${describeType(options)}`)
+  }
+  const binding = {}
+  const core = {}
+  for (const [key, value] of Object.entries(options)) {
+    if (bindingKeys.includes(key)) binding[key] = value
+    else if (value !== undefined) core[key] = typeof value === 'number' && !Number.isFinite(value) ? String(value) : value
+  }
+  return { binding, core }
+}
+
+function isIterable (v) {
+  return v !== null && v !== undefined && typeof v[Symbol.iterator] === 'function'
+}
+
+function isAsyncIterable (v) {
+  return v !== null && v !== undefined && typeof v[Symbol.asyncIterator] === 'function'
+}
+
+/** A rejection reason that is no Error at all still reaches the core as an error. */
+function rejection (e, what) {
+  return e === undefined || e === null ? new MemwardenError(`${what} rejected with ${e}`, 'MW_CALLBACK') : e
+}
+
+/**
+ * Pulls up to `max` items from a sync iterator into a new array. An exception after some
+ * items were pulled is kept for the next pull, so no item is lost.
+ */
+function pullSync (state, max) {
+  if (state.failed) {
+    state.failed = false
+    const e = state.error
+    state.error = undefined
+    throw e
+  }
+  const out = []
+  try {
+    while (out.length < max) {
+      const r = state.it.next()
+      if (r.done) break
+      out.push(r.value)
+    }
+  } catch (e) {
+    if (out.length === 0) throw e
+    state.failed = true
+    state.error = e
+  }
+  return out
+}
+
+async function pullAsync (state, max) {
+  if (state.failed) {
+    state.failed = false
+    const e = state.error
+    state.error = undefined
+    throw e
+  }
+  const out = []
+  try {
+    while (out.length < max) {
+      const r = await state.it.next()
+      if (r.done) break
+      out.push(r.value)
+    }
+  } catch (e) {
+    if (out.length === 0) throw rejection(e, 'the source')
+    state.failed = true
+    state.error = e
+  }
+  return out
+}
+
+/**
+ * Chunks of `chunk_size` items from a sync iterable (array, generator) — `for (const chunk
+ * of it)` — or from an async iterable — `for await (const chunk of it)`. Between chunks the
+ * core watches memory growth against `memory_limit` (cleanup through `manager`, then smaller
+ * chunks). A source that throws follows `error_handling`: `'continue'` (recorded, go on),
+ * `'retry'` (`retry_attempts` more pulls), `'stop'` (the original exception is rethrown).
+ * `cache_chunks` keeps the chunks so that `rewind()` replays them without the source.
+ */
+class StreamingIterator {
+  constructor (source, options) {
+    const method = 'new StreamingIterator()'
+    if (!isIterable(source) && !isAsyncIterable(source)) {
+      throw new TypeError(`${method}: 'source' must be an iterable or an async iterable, got ${describeType(source)}`)
+    }
+    const { binding, core } = splitOptions(method, options, ['manager'])
+    const manager = managerNative(method, binding.manager)
+    this._native = new native.NativeStreamingIterator(core)
+    if (manager) this._native.setManager(manager)
+    this._cache = Boolean(core && core.cache_chunks)
+    this._source = source
+    this._state = null
+    this._slots = new SlotTable()
+    this._sync = (kind, max) => {
+      const out = pullSync(this._pullState(false), max)
+      return [this._slots.put(out), out.length]
+    }
+    this._async = (kind, max, b, c, reply) => {
+      pullAsync(this._pullState(true), max).then(
+        (out) => reply(null, [this._slots.put(out), out.length]),
+        (e) => reply(rejection(e, 'the source')))
+    }
+  }
+
+  _pullState (async) {
+    if (this._state === null) {
+      const it = async && isAsyncIterable(this._source)
+        ? this._source[Symbol.asyncIterator]()
+        : this._source[Symbol.iterator]()
+      this._state = { it, failed: false, error: undefined }
+    }
+    return this._state
+  }
+
+  _deliver (d) {
+    const chunk = this._slots.chunk(d, this._cache)
+    if (!this._native.retains) this._slots.clear()
+    return chunk
+  }
+
+  * [Symbol.iterator] () {
+    if (!isIterable(this._source)) {
+      throw new TypeError('StreamingIterator: the source is an async iterable; iterate with for await')
+    }
+    for (;;) {
+      const d = this._native.next(this._sync)
+      if (d.length === 0) return
+      yield this._deliver(d)
+    }
+  }
+
+  async * [Symbol.asyncIterator] () {
+    if (!isAsyncIterable(this._source)) {
+      yield * this[Symbol.iterator]()
+      return
+    }
+    for (;;) {
+      const d = await this._native.nextAsync(this._async)
+      if (d.length === 0) return
+      yield this._deliver(d)
+    }
+  }
+
+  /** Replays the cached chunks on the next iteration (`cache_chunks`); throws `MW_UNSUPPORTED` otherwise. */
+  rewind () {
+    this._native.rewind()
+  }
+
+  /** `chunks`, `items`, `chunk_size`, `cleanups`, `errors`, `error_count`, `retries`, `cached_chunks`, ... */
+  getStats () {
+    return this._native.stats()
+  }
+}
+
+/**
+ * Items loaded on demand: `loader(offset, limit)`, or with `mode: 'keyset'` and `key` (a
+ * property name or a function of the item) `loader(afterKey, limit)`, `afterKey` null first.
+ * `for (const item of it)` calls a loader that returns arrays; `for await` also one that
+ * returns Promises (the core then waits on a worker thread, the event loop stays free).
+ * `batches()` yields whole batches. `prefetch` has no effect with a JS loader (it runs on the
+ * JS thread, one batch at a time; `getStats().prefetch_active` is false).
+ */
+class LazyIterator {
+  constructor (loader, options) {
+    const method = 'new LazyIterator()'
+    requireFunction(method, 'loader', loader)
+    const { binding, core } = splitOptions(method, options, ['manager', 'key'])
+    const manager = managerNative(method, binding.manager)
+    const key = binding.key
+    if (typeof key === 'string') {
+      core.key = key
+      this._keyOf = (item) => item[key]
+    } else if (typeof key === 'function') {
+      this._keyOf = key
+    } else if (key !== undefined && key !== null) {
+      throw new TypeError(`${method}: 'key' must be a property name or a function, got ${describeType(key)}`)
+    } else {
+      this._keyOf = null
+    }
+    this._native = new native.NativeLazyIterator(core)
+    if (this._native.keyset && this._keyOf === null) {
+      throw new MemwardenError(
+        "LazyIterator config: mode 'keyset' needs 'key' (the item's key property, or a function item => key)",
+        'MW_INVALID_CONFIG')
+    }
+    if (manager) this._native.setManager(manager)
+    this._cache = Boolean(core && core.cache_chunks)
+    this._loader = loader
+    this._slots = new SlotTable()
+    this._sync = (kind, at, limit) => {
+      const r = loader(at, limit)
+      if (isThenable(r)) {
+        r.catch(() => {})
+        throw new MemwardenError('LazyIterator: the loader returned a Promise; iterate with for await', 'MW_CALLBACK')
+      }
+      return this._stash(r)
+    }
+    this._async = (kind, at, limit, c, reply) => {
+      let r
+      try {
+        r = loader(at, limit)
+      } catch (e) {
+        reply(e)
+        return
+      }
+      Promise.resolve(r).then((v) => {
+        let answer
+        try {
+          answer = this._stash(v)
+        } catch (e) {
+          reply(e)
+          return
+        }
+        reply(null, answer)
+      }, (e) => reply(rejection(e, 'the loader')))
+    }
+  }
+
+  _stash (batch) {
+    if (batch === undefined || batch === null) batch = []
+    if (!Array.isArray(batch)) {
+      if (!isIterable(batch)) {
+        throw new MemwardenError(`LazyIterator: the loader must return an array, got ${describeType(batch)}`, 'MW_CALLBACK')
+      }
+      batch = Array.from(batch)
+    }
+    const slot = this._slots.put(batch)
+    if (this._keyOf !== null && this._native.keyset && batch.length > 0) {
+      return [slot, batch.length, this._keyOf(batch[batch.length - 1])]
+    }
+    return [slot, batch.length]
+  }
+
+  _deliver (d) {
+    const batch = this._slots.chunk(d, this._cache)
+    if (!this._native.retains) this._slots.clear()
+    return batch
+  }
+
+  _syncBatches () {
+    const self = this
+    return (function * () {
+      for (;;) {
+        const d = self._native.next(self._sync)
+        if (d.length === 0) return
+        yield self._deliver(d)
+      }
+    })()
+  }
+
+  async * _asyncBatches () {
+    for (;;) {
+      const d = await this._native.nextAsync(this._async)
+      if (d.length === 0) return
+      yield this._deliver(d)
+    }
+  }
+
+  /** The batches themselves: `for (const batch of it.batches())` or `for await`. */
+  batches () {
+    return {
+      [Symbol.iterator]: () => this._syncBatches(),
+      [Symbol.asyncIterator]: () => this._asyncBatches()
+    }
+  }
+
+  * [Symbol.iterator] () {
+    for (const batch of this._syncBatches()) yield * batch
+  }
+
+  async * [Symbol.asyncIterator] () {
+    for await (const batch of this._asyncBatches()) yield * batch
+  }
+
+  /** Starts again from the first item: replays the cache (`cache_chunks`) or loads again. */
+  rewind () {
+    this._native.rewind()
+  }
+
+  getStats () {
+    return this._native.stats()
+  }
+}
+
+/**
+ * The items of `source` (an iterable of items; a StreamingIterator's chunks are flattened)
+ * that pass every function of `filters`, in order. With `early_exit` (default true) an
+ * item's filters stop at the first that rejects it; with `false` every filter sees every
+ * item. A filter that throws ends the iteration with its exception. Synchronous only.
+ */
+class FilteredIterator {
+  constructor (source, options) {
+    const method = 'new FilteredIterator()'
+    if (source instanceof StreamingIterator) {
+      const chunks = source
+      source = { * [Symbol.iterator] () { for (const c of chunks) yield * c } }
+    }
+    if (!isIterable(source)) {
+      throw new TypeError(`${method}: 'source' must be an iterable of items, got ${describeType(source)}` +
+        (isAsyncIterable(source) ? ' (an async iterable; FilteredIterator is synchronous)' : ''))
+    }
+    const { binding, core } = splitOptions(method, options, ['filters', 'manager'])
+    const filters = binding.filters === undefined ? [] : binding.filters
+    if (!Array.isArray(filters)) {
+      throw new TypeError(`${method}: 'filters' must be an array of functions, got ${describeType(filters)}`)
+    }
+    filters.forEach((f, i) => requireFunction(method, `filters[${i}]`, f))
+    this._native = new native.NativeFilteredIterator(core, filters.length)
+    this._filters = filters.slice()
+    this._source = source
+    this._state = null
+    this._slots = new SlotTable()
+    this._dispatch = (kind, a, b) => {
+      if (kind === 5) return this._filters[a](this._slots.item(b))
+      if (this._state === null) this._state = { it: this._source[Symbol.iterator](), failed: false, error: undefined }
+      const out = pullSync(this._state, a)
+      return [this._slots.put(out), out.length]
+    }
+  }
+
+  * [Symbol.iterator] () {
+    for (;;) {
+      const ids = this._native.next(this._dispatch, 256)
+      if (ids.length === 0) {
+        this._slots.clear()
+        return
+      }
+      const items = new Array(ids.length)
+      for (let i = 0; i < ids.length; i++) items[i] = this._slots.item(ids[i])
+      this._slots.dropBefore(Math.floor(ids[ids.length - 1] / SLOT_SPAN))
+      yield * items
+    }
+  }
+
+  /** `items_seen`, `passed`, `rejected`, `filters: [{ evaluated, rejected }]`, `early_exit`, `source`. */
+  getStats () {
+    return this._native.stats()
+  }
+}
+
+// ---- ChunkedDatabaseProcessor ----------------------------------------------------------
+
+const PROCESSOR_KEYS = ['progress_callback', 'error_callback', 'manager']
+
+function emitWarnings (stats) {
+  for (const w of (stats && stats.warnings) || []) {
+    process.emitWarning(`ChunkedDatabaseProcessor: ${w}`, { code: 'MEMWARDEN_CHUNK' })
+  }
+}
+
+function noPromise (r) {
+  if (isThenable(r)) {
+    r.then(null, () => {})
+    throw new MemwardenError(
+      'ChunkedDatabaseProcessor: a callback returned a Promise in a synchronous run; use processAsync() / processQueryAsync()',
+      'MW_CALLBACK')
+  }
+}
+
+/**
+ * Walks a query's rows in chunks by keyset pagination (a row is never skipped or seen twice
+ * while the callback updates rows), with progress, retries, an error policy, parallel key
+ * ranges, a per-chunk memory budget and checkpoints. `connection` is a URL or PDO DSN
+ * (`sqlite:///path.db`, `postgres://...`, `mysql://...`). Callbacks run on the JS thread;
+ * `process` / `processQuery` are synchronous, `processAsync` / `processQueryAsync` run the
+ * core on a worker thread and wait for each callback (and the Promise it returns).
+ */
+class ChunkedDatabaseProcessor {
+  constructor (connection, options) {
+    const method = 'new ChunkedDatabaseProcessor()'
+    if (typeof connection !== 'string') {
+      throw new TypeError(`${method}: 'connection' must be a connection string (sqlite:///path.db, postgres://..., ` +
+        `mysql://..., or a PDO DSN), got ${describeType(connection)}`)
+    }
+    const { binding, core } = splitOptions(method, options, PROCESSOR_KEYS)
+    for (const k of ['progress_callback', 'error_callback']) {
+      if (binding[k] !== undefined && binding[k] !== null) requireFunction(method, k, binding[k])
+    }
+    const manager = managerNative(method, binding.manager)
+    this._native = new native.NativeChunkedDatabaseProcessor(connection, core)
+    if (manager) this._native.setManager(manager)
+    this._progress = binding.progress_callback || null
+    this._progressStats = false
+    this._onError = binding.error_callback || null
+  }
+
+  /** `fn(stats)` after every chunk (`processed`, `total`, `memory_usage`, `estimated_remaining`, ...); replaces `progress_callback`. */
+  setProgressCallback (fn) {
+    if (fn !== null) requireFunction('setProgressCallback', 'fn', fn)
+    this._progress = fn
+    this._progressStats = fn !== null
+    return this
+  }
+
+  /** `fn(error, chunk) -> boolean`: a chunk failed after its retries; true skips it, false stops. */
+  setErrorCallback (fn) {
+    if (fn !== null) requireFunction('setErrorCallback', 'fn', fn)
+    this._onError = fn
+    return this
+  }
+
+  /** The connection, password masked. */
+  get connection () {
+    return this._native.connection
+  }
+
+  /** `rowCallback(row)` for every row; returns the final statistics. */
+  process (sql, rowCallback) {
+    requireFunction('process', 'rowCallback', rowCallback)
+    return this._run('process', sql, (rows) => {
+      for (let i = 0; i < rows.length; i++) {
+        const r = rowCallback(rows[i])
+        if (r !== undefined) noPromise(r)
+      }
+    }, null)
+  }
+
+  /** `batchCallback(rows)` per chunk; `options`: `batch_size`, `parallel`. Returns the final statistics. */
+  processQuery (sql, batchCallback, options) {
+    requireFunction('processQuery', 'batchCallback', batchCallback)
+    return this._run('processQuery', sql, (rows) => noPromise(batchCallback(rows)), options)
+  }
+
+  /** As `process`; `rowCallback` may return a Promise, awaited before the next row. */
+  processAsync (sql, rowCallback) {
+    requireFunction('processAsync', 'rowCallback', rowCallback)
+    return this._runAsync('processAsync', sql, async (rows) => {
+      for (let i = 0; i < rows.length; i++) {
+        const r = rowCallback(rows[i])
+        if (isThenable(r)) await r
+      }
+    }, null)
+  }
+
+  /** As `processQuery`; `batchCallback` may return a Promise, awaited before the next batch. */
+  processQueryAsync (sql, batchCallback, options) {
+    requireFunction('processQueryAsync', 'batchCallback', batchCallback)
+    return this._runAsync('processQueryAsync', sql, batchCallback, options)
+  }
+
+  _check (method, sql, options) {
+    if (typeof sql !== 'string') throw new TypeError(`${method}(): 'sql' must be a string, got ${describeType(sql)}`)
+    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
+      throw new TypeError(`${method}(): 'options' must be an object, got ${describeType(options)}`)
+    }
+    return {
+      progress: this._progress !== null,
+      progressStats: this._progressStats,
+      onError: this._onError !== null
+    }
+  }
+
+  _run (method, sql, onBatch, options) {
+    const flags = this._check(method, sql, options)
+    const { _progress: progress, _progressStats: withStats, _onError: onError } = this
+    const dispatch = (kind, a, b, c) => {
+      if (kind === 2) return onBatch(a)
+      if (kind === 3) return noPromise(withStats ? progress(c) : progress(a, b))
+      const r = onError(a, b)
+      noPromise(r)
+      return r
+    }
+    let stats
+    try {
+      stats = this._native.run(sql, dispatch, options ?? null, flags)
+    } finally {
+      emitWarnings(stats || this._native.stats())
+    }
+    return stats
+  }
+
+  async _runAsync (method, sql, onBatch, options) {
+    const flags = this._check(method, sql, options)
+    const { _progress: progress, _progressStats: withStats, _onError: onError } = this
+    const dispatch = (kind, a, b, c, reply) => {
+      let r
+      try {
+        if (kind === 2) r = onBatch(a)
+        else if (kind === 3) r = withStats ? progress(c) : progress(a, b)
+        else r = onError(a, b)
+      } catch (e) {
+        reply(rejection(e, 'the callback'))
+        return
+      }
+      if (isThenable(r)) r.then((v) => reply(null, v), (e) => reply(rejection(e, 'the callback')))
+      else reply(null, r)
+    }
+    let stats
+    try {
+      stats = await this._native.runAsync(sql, dispatch, options ?? null, flags)
+    } finally {
+      emitWarnings(stats || this._native.stats())
+    }
+    return stats
+  }
+
+  /** Statistics of the last (or running) call. */
+  getStats () {
+    return this._native.stats()
+  }
+
+  /** The manager whose cleanup runs when a chunk exceeds `memory_limit`; `null` for none. */
+  setManager (manager) {
+    this._native.setManager(managerNative('setManager', manager))
+    return this
+  }
+}
+
 /** `'512M'` -> 536870912, `'-1'` -> null. */
 function parseSize (text) {
   if (typeof text !== 'string') {
@@ -965,6 +1539,10 @@ module.exports = {
   MemoryPool,
   TypedMemoryPool,
   LazyContainer,
+  StreamingIterator,
+  LazyIterator,
+  FilteredIterator,
+  ChunkedDatabaseProcessor,
   MemwardenError,
   parseSize,
   formatSize,

@@ -26,7 +26,10 @@ use napi::{Env, JsValue, sys};
 use napi_derive::napi;
 use serde_json::Value;
 
+mod bridge;
+mod chunk;
 mod container;
+mod iter;
 mod pool;
 
 type CoreResult<T> = memwarden_core::Result<T>;
