@@ -81,7 +81,8 @@ fn run_core(
     };
     let mut h = Handlers {
         on_batch: &mut on_batch,
-        on_progress: Some(&mut on_progress),
+        // No progress callback: the core then skips counting the rows up front.
+        on_progress: if progress { Some(&mut on_progress) } else { None },
         on_error: if on_error { Some(&mut on_err) } else { None },
     };
     let r = p.process_query(sql, opts, &mut h);

@@ -518,8 +518,13 @@ impl PyChunkedDatabaseProcessor {
                 });
                 r.map_err(keep)
             };
-            let mut h =
-                Handlers { on_batch: &mut on_batch, on_progress: Some(&mut on_progress), on_error: Some(&mut on_err) };
+            // No progress callback: the core then skips counting the rows up front.
+            let wants_progress = progress.is_some() || progress_stats.is_some();
+            let mut h = Handlers {
+                on_batch: &mut on_batch,
+                on_progress: if wants_progress { Some(&mut on_progress) } else { None },
+                on_error: Some(&mut on_err),
+            };
             let result = core.0.process_query(sql, &opts, &mut h);
             let warnings = core.0.stats().warnings.clone();
             *snapshot.lock() = None;

@@ -528,8 +528,12 @@ impl ChunkedDatabaseProcessor {
         stats.key_column = key.clone();
         // The total only feeds progress: on a connection string it is counted on a connection
         // of its own while the first chunks are read, and waited for at the first progress call.
+        // Without a progress callback nobody looks at the total before the end, where the walk
+        // itself knows it: no count query at all (unless an exact count is asked for).
         let exact = self.config.exact_count;
+        let needs_total = h.on_progress.is_some() || exact;
         let pending_total = match &mut self.conn {
+            _ if !needs_total => None,
             Conn::Native { connector, .. } if connector.shareable() => {
                 let (connector, q, timeout) = (connector.clone(), query.clone(), self.config.timeout);
                 Some(std::thread::spawn(move || {
@@ -597,6 +601,9 @@ impl ChunkedDatabaseProcessor {
             Conn::Host(b) => run.inline(b.as_mut(), &builder, &pending, h),
         };
         let total = run.resolve_total();
+        if !needs_total && result.is_ok() {
+            (run.stats.total, run.stats.total_is_exact) = (run.stats.processed + run.stats.failed_rows, true);
+        }
         run.stats.elapsed = started.elapsed().as_secs_f64();
         self.last = run.stats.clone();
         result?;
