@@ -315,6 +315,17 @@ fn process_reader() -> (MemoryReader, &'static str) {
 }
 
 impl<T> Engine<T> {
+    fn set_memory_reader(&mut self, reader: MemoryReader) {
+        self.reader = reader;
+        self.baseline = None;
+        self.stats.memory_source = "custom";
+    }
+
+    fn set_cleanup(&mut self, hook: CleanupHook, name: &'static str) {
+        self.cleanup = hook;
+        self.stats.cleanup = name;
+    }
+
     fn new(cfg: &IterConfig, size: usize, cloner: Option<Cloner<T>>) -> Result<Self> {
         if cfg.cache_chunks && cloner.is_none() {
             return Err(Error::invalid_config(
@@ -566,21 +577,17 @@ impl<T, S: ChunkSource<T>> StreamingIterator<T, S> {
 
     /// Replaces the memory reader (default: this process's resident bytes).
     pub fn set_memory_reader(&mut self, reader: MemoryReader) {
-        self.engine.reader = reader;
-        self.engine.baseline = None;
-        self.engine.stats.memory_source = "custom";
+        self.engine.set_memory_reader(reader);
     }
 
     /// Cleanup above the limit runs the manager's `force_garbage_collection()`.
     pub fn set_manager(&mut self, manager: Arc<MemoryManager>) {
-        self.engine.cleanup = CleanupHook::Manager(manager);
-        self.engine.stats.cleanup = "manager";
+        self.engine.set_cleanup(CleanupHook::Manager(manager), "manager");
     }
 
     /// Cleanup above the limit runs `f` (replaces a manager).
     pub fn set_cleanup(&mut self, f: CleanupFn) {
-        self.engine.cleanup = CleanupHook::Callback(f);
-        self.engine.stats.cleanup = "callback";
+        self.engine.set_cleanup(CleanupHook::Callback(f), "callback");
     }
 
     /// The next chunk; empty at the end (and after a `stop` error).
@@ -1042,21 +1049,17 @@ impl<T, L: Loader<T>> LazyIterator<T, L> {
 
     /// Replaces the memory reader (default: this process's resident bytes).
     pub fn set_memory_reader(&mut self, reader: MemoryReader) {
-        self.engine.reader = reader;
-        self.engine.baseline = None;
-        self.engine.stats.memory_source = "custom";
+        self.engine.set_memory_reader(reader);
     }
 
     /// Cleanup above the limit runs the manager's `force_garbage_collection()`.
     pub fn set_manager(&mut self, manager: Arc<MemoryManager>) {
-        self.engine.cleanup = CleanupHook::Manager(manager);
-        self.engine.stats.cleanup = "manager";
+        self.engine.set_cleanup(CleanupHook::Manager(manager), "manager");
     }
 
     /// Cleanup above the limit runs `f` (replaces a manager).
     pub fn set_cleanup(&mut self, f: CleanupFn) {
-        self.engine.cleanup = CleanupHook::Callback(f);
-        self.engine.stats.cleanup = "callback";
+        self.engine.set_cleanup(CleanupHook::Callback(f), "callback");
     }
 
     pub fn stats(&self) -> &IterStats {
