@@ -251,9 +251,9 @@ def main():
             td, total = best(pg_named_cursor(pg, table), args.repeat)
             check(total)
             res = []
-            for pf in (False, True):
+            for pagination, pf in (("keyset", False), ("keyset", True), ("cursor", False)):
 
-                def run(pf=pf):
+                def run(pf=pf, pagination=pagination):
                     total = 0
 
                     def on_batch(rows):
@@ -261,14 +261,14 @@ def main():
                         for r in rows:
                             total += r[2]
 
-                    memwarden.ChunkedDatabaseProcessor(pg, chunk_size=CHUNK, row_format="tuple", prefetch=pf).process_query(
-                        f"SELECT id, name, score, active FROM {table}", on_batch
-                    )
+                    memwarden.ChunkedDatabaseProcessor(
+                        pg, chunk_size=CHUNK, row_format="tuple", prefetch=pf, pagination=pagination
+                    ).process_query(f"SELECT id, name, score, active FROM {table}", on_batch)
                     return total
 
                 tm, total = best(run, args.repeat)
                 check(total)
-                res.append((f"tuples prefetch={pf}", tm))
+                res.append((f"tuples {pagination}" + (" prefetch" if pf else ""), tm))
             row(f"(d) {args.rows:,} rows, PostgreSQL", "psycopg named cursor", td, res)
         finally:
             with psycopg.connect(pg) as conn:
