@@ -102,7 +102,7 @@ struct Job {
 
 enum Msg {
     Job(Job),
-    Event(AlertEvent),
+    Event(Box<AlertEvent>),
 }
 
 struct Shared {
@@ -517,7 +517,7 @@ impl MemoryAlertingService {
         let s = &self.shared;
         let e = s.event(kind, a, None, None);
         if s.callback.read().is_some() {
-            let _ = self.send_msg(Msg::Event(e.clone()));
+            let _ = self.send_msg(Msg::Event(Box::new(e.clone())));
         }
         s.push_event(e);
     }

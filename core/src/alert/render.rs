@@ -220,7 +220,7 @@ impl SystemProbe {
     }
 
     pub fn collect(&mut self, info: bool, m: CustomMetrics) -> Option<Value> {
-        if !info && !(m.cpu_usage || m.disk_usage || m.active_connections) {
+        if !(info || m.cpu_usage || m.disk_usage || m.active_connections) {
             return None;
         }
         let mut out = serde_json::Map::new();

@@ -132,10 +132,13 @@ fn serve(
     }
 }
 
+/// Received mails: recipients and the DATA text.
+type Mails = Arc<Mutex<Vec<(Vec<String>, String)>>>;
+
 /// A minimal SMTP receiver: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT.
 pub(crate) struct Smtp {
     pub port: u16,
-    pub mails: Arc<Mutex<Vec<(Vec<String>, String)>>>,
+    pub mails: Mails,
 }
 
 impl Smtp {
@@ -154,7 +157,7 @@ impl Smtp {
     }
 }
 
-fn smtp_session(stream: TcpStream, mails: Arc<Mutex<Vec<(Vec<String>, String)>>>) {
+fn smtp_session(stream: TcpStream, mails: Mails) {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut r = BufReader::new(stream.try_clone().unwrap());
     let mut w = stream;
@@ -257,7 +260,7 @@ fn webhook(url: &str, extra: Value) -> Value {
 }
 
 fn err(cfg: Value) -> String {
-    AlertConfig::from_json(&cfg).err().expect("config must be refused").message().to_owned()
+    AlertConfig::from_json(&cfg).expect_err("config must be refused").message().to_owned()
 }
 
 #[test]
