@@ -53,6 +53,18 @@ typedef enum {
   MW_STATUS_PANIC = 99,
 } mw_status;
 
+// Memory states, from calm to dire.
+typedef enum {
+  // Usage below `warning_threshold`.
+  MW_STATE_NORMAL = 0,
+  // Usage at or above `warning_threshold`.
+  MW_STATE_WARNING = 1,
+  // Usage at or above `critical_threshold`.
+  MW_STATE_CRITICAL = 2,
+  // Usage at or above `emergency_threshold`.
+  MW_STATE_EMERGENCY = 3,
+} mw_state;
+
 // The type of one value of a batch.
 typedef enum {
   MW_VALUE_TYPE_NULL = 0,
@@ -72,18 +84,6 @@ typedef enum {
   // `text` holds the key, a NUL-terminated UTF-8 string.
   MW_KEY_KIND_TEXT = 2,
 } mw_key_kind;
-
-// Memory states, from calm to dire.
-typedef enum {
-  // Usage below `warning_threshold`.
-  MW_STATE_NORMAL = 0,
-  // Usage at or above `warning_threshold`.
-  MW_STATE_WARNING = 1,
-  // Usage at or above `critical_threshold`.
-  MW_STATE_CRITICAL = 2,
-  // Usage at or above `emergency_threshold`.
-  MW_STATE_EMERGENCY = 3,
-} mw_state;
 
 // Where a manager's limit came from, in the order they are tried.
 typedef enum {
@@ -110,6 +110,13 @@ typedef enum {
   // One per scope.
   MW_LIFETIME_SCOPED = 3,
 } mw_lifetime;
+
+// An alerting service. Create with `mw_alert_new`, free with `mw_alert_free`.
+//
+// Thread-safe. Deliveries run on one background thread of the library; events (alert raised,
+// delivery ok / failed, dropped) are queued for `mw_alert_poll` on the caller's thread and,
+// when set, also given to the `mw_alert_set_event_callback` callback ON THAT BACKGROUND THREAD.
+typedef struct mw_alert mw_alert;
 
 // One chunk of rows, valid only during the callback it is passed to.
 typedef struct mw_batch mw_batch;
@@ -169,6 +176,10 @@ typedef struct mw_scope mw_scope;
 // runs on the calling thread; calling the same iterator from inside it returns
 // `MW_STATUS_INVALID_ARGUMENT`.
 typedef struct mw_streaming mw_streaming;
+
+// Called on the library's delivery thread with one event as a JSON object; `event_json` is
+// valid only during the call. Must not call `mw_alert_free` on the same service.
+typedef void (*mw_alert_event_fn)(void *user_data, const char *event_json);
 
 // Runs `sql` for the processor on your own connection. `params_json` is a JSON array of the
 // parameters (integers, strings, null); `key_column` is NULL or the key column whose first
@@ -357,6 +368,52 @@ mw_status mw_size_parse(const char *text, int64_t *out_bytes);
 // Formats bytes in the largest unit that divides them (`536870912` -> `"512M"`).
 // Free `*out` with `mw_string_free`.
 mw_status mw_size_format(uint64_t bytes, char **out);
+
+// Creates an alerting service.
+//
+// `config_json` has the seed's keys (`channels` {`email`, `slack`, `webhook`,
+// `alertmanager`}, `thresholds`, `escalation`, `history_retention_days`, `history_path`,
+// `alert_cooldown_minutes`, `batch_alerts`, `include_system_info`, `custom_metrics`,
+// `queue_capacity`, `hysteresis`, `templates`); NULL or `""` means defaults (no channels).
+// `manager` is the manager whose readings are judged (NULL: a default one reading this
+// process); the service keeps it alive. Returns `MW_STATUS_INVALID_CONFIG` naming an unknown
+// channel, a bad URL (shown redacted), a bad e-mail address, an unknown threshold name, an
+// escalation level naming an unknown or disabled channel, or a negative interval.
+mw_status mw_alert_new(const char *config_json, const mw_manager *manager, mw_alert **out);
+
+// Frees the service: queued deliveries get up to 2 seconds to finish, the rest are recorded
+// as failed; a delivery stuck in a network call is abandoned. NULL is a no-op.
+void mw_alert_free(mw_alert *alert);
+
+// Reads the manager, decides (thresholds with hysteresis, throttle, cooldown, escalation,
+// resolve) and queues deliveries; never waits on the network. Writes the current level to
+// `*level_out` (may be NULL).
+mw_status mw_alert_check(mw_alert *a, mw_state *level_out);
+
+// Sends the caller's own `message` at `level` (WARNING, CRITICAL or EMERGENCY) to every
+// channel whose threshold it meets. Writes the alert's history id to `*id_out` (may be NULL).
+mw_status mw_alert_send(mw_alert *a, const char *message, mw_state level, int64_t *id_out);
+
+// Waits until every queued delivery has been attempted, at most `timeout_seconds` (negative:
+// no limit). `*drained` (may be NULL) tells whether the queue drained in time.
+mw_status mw_alert_flush(mw_alert *a, double timeout_seconds, bool *drained);
+
+// The history as a JSON array (newest first) in `*json_out` (free with `mw_string_free`).
+// `filter_json` (NULL or `""`: everything) may have `level`, `channel`, `kind`, `since`
+// (epoch seconds) and `limit`. Each alert has `deliveries`, one per attempt.
+mw_status mw_alert_history(const mw_alert *a, const char *filter_json, char **json_out);
+
+// Every event since the last poll as a JSON array in `*events_json_out` (free with
+// `mw_string_free`): objects with `kind` (`alert_raised`, `alert_resolved`,
+// `alert_suppressed`, `alert_dropped`, `delivery_ok`, `delivery_failed`), `alert_id`,
+// `level`, `channel`, `message`, `error`, `time`, `timestamp`.
+mw_status mw_alert_poll(mw_alert *a, char **events_json_out);
+
+// Sets (or with a NULL `callback` clears) a callback that gets every event ON THE LIBRARY'S
+// DELIVERY THREAD, in addition to the queue `mw_alert_poll` drains. `user_data` is passed
+// through and never freed by the library; it must stay valid until the callback is cleared
+// or the service freed.
+mw_status mw_alert_set_event_callback(mw_alert *a, mw_alert_event_fn callback, void *user_data);
 
 // Connects to `connection`: `sqlite:///path.db`, `sqlite::memory:`, `postgres://user@host/db`,
 // `mysql://user@host/db`, or a PDO DSN (`sqlite:/path`, `pgsql:host=..;dbname=..`,

@@ -18,6 +18,13 @@ typedef enum {
 } mw_status;
 
 typedef enum {
+  MW_STATE_NORMAL = 0,
+  MW_STATE_WARNING = 1,
+  MW_STATE_CRITICAL = 2,
+  MW_STATE_EMERGENCY = 3,
+} mw_state;
+
+typedef enum {
   MW_VALUE_TYPE_NULL = 0,
   MW_VALUE_TYPE_INT = 1,
   MW_VALUE_TYPE_REAL = 2,
@@ -33,13 +40,6 @@ typedef enum {
 } mw_key_kind;
 
 typedef enum {
-  MW_STATE_NORMAL = 0,
-  MW_STATE_WARNING = 1,
-  MW_STATE_CRITICAL = 2,
-  MW_STATE_EMERGENCY = 3,
-} mw_state;
-
-typedef enum {
   MW_LIMIT_ORIGIN_EXPLICIT = 0,
   MW_LIMIT_ORIGIN_HOST = 1,
   MW_LIMIT_ORIGIN_CGROUP_V2 = 2,
@@ -53,6 +53,8 @@ typedef enum {
   MW_LIFETIME_FACTORY = 2,
   MW_LIFETIME_SCOPED = 3,
 } mw_lifetime;
+
+typedef struct mw_alert mw_alert;
 
 typedef struct mw_batch mw_batch;
 
@@ -73,6 +75,8 @@ typedef struct mw_pool mw_pool;
 typedef struct mw_scope mw_scope;
 
 typedef struct mw_streaming mw_streaming;
+
+typedef void (*mw_alert_event_fn)(void *user_data, const char *event_json);
 
 typedef int32_t (*mw_host_query_fn)(void *user,
                                     const char *sql,
@@ -175,6 +179,22 @@ const char *mw_version(void);
 mw_status mw_size_parse(const char *text, int64_t *out_bytes);
 
 mw_status mw_size_format(uint64_t bytes, char **out);
+
+mw_status mw_alert_new(const char *config_json, const mw_manager *manager, mw_alert **out);
+
+void mw_alert_free(mw_alert *alert);
+
+mw_status mw_alert_check(mw_alert *a, mw_state *level_out);
+
+mw_status mw_alert_send(mw_alert *a, const char *message, mw_state level, int64_t *id_out);
+
+mw_status mw_alert_flush(mw_alert *a, double timeout_seconds, bool *drained);
+
+mw_status mw_alert_history(const mw_alert *a, const char *filter_json, char **json_out);
+
+mw_status mw_alert_poll(mw_alert *a, char **events_json_out);
+
+mw_status mw_alert_set_event_callback(mw_alert *a, mw_alert_event_fn callback, void *user_data);
 
 mw_status mw_chunk_open(const char *connection, const char *config_json, mw_chunk **out);
 

@@ -6,6 +6,8 @@
 //! alerting, chunk processing, monitoring) stack on top and never import a module on
 //! their own floor or above.
 
+#[cfg(feature = "alert")]
+pub mod alert;
 pub mod chunk;
 pub mod cleanup;
 pub mod config;
@@ -18,6 +20,8 @@ pub mod probe;
 pub mod size;
 pub mod stats;
 
+#[cfg(feature = "alert")]
+pub use alert::{AlertConfig, AlertEvent, MemoryAlertingService};
 pub use chunk::{ChunkConfig, ChunkedDatabaseProcessor};
 pub use cleanup::{Cleanup, CleanupLevel};
 pub use container::{Container, ContainerConfig, Lifetime, Scope};

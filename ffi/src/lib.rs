@@ -6,6 +6,7 @@
 // each function: a pointer argument is NULL or valid for the call, strings NUL-terminated.
 #![allow(clippy::missing_safety_doc)]
 
+mod alert;
 mod boundary;
 mod chunk;
 mod container;
@@ -15,6 +16,7 @@ mod pool;
 
 use std::ffi::{CString, c_char};
 
+pub use alert::*;
 pub use boundary::mw_status;
 pub use chunk::*;
 pub use container::*;
