@@ -526,6 +526,21 @@ final class AlertingTest extends TestCase
         $this->assertStringNotContainsString('SECRET', (string) $everything);
     }
 
+    public function testFlushWithATimeoutReportsAQueueThatHasNotDrained(): void
+    {
+        [$base, $log] = $this->startHttp(1);
+        $service = new MemoryAlertingService([
+            'channels' => ['webhook' => ['url' => "{$base}/hang/x", 'timeout' => 3, 'retry_attempts' => 0]],
+        ], $this->manager(80));
+        $service->checkAndAlert();
+        $t0 = microtime(true);
+        $this->assertFalse($service->flush(0.1), 'the endpoint is still answering');
+        $this->assertLessThan(0.9, microtime(true) - $t0);
+        $this->assertTrue($service->flush(10.0));
+        $this->assertSame('ok', $service->getAlertHistory()[0]['deliveries'][0]['outcome']);
+        $this->assertCount(1, self::jsonLines($log));
+    }
+
     public function testACallbacksExceptionIsRethrownAfterEveryCallbackRan(): void
     {
         $service = new MemoryAlertingService([], $this->manager(80));
