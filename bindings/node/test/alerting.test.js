@@ -12,6 +12,8 @@ const http = require('node:http')
 const net = require('node:net')
 const { spawnSync } = require('node:child_process')
 const path = require('node:path')
+const fs = require('node:fs')
+const os = require('node:os')
 
 const { MemoryAlertingService, MemoryManager, MemwardenError } = require('..')
 
@@ -417,6 +419,35 @@ test("a listener that throws: the error is the process's uncaughtException, deli
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 })
   assert.equal(r.status, 0, r.stderr)
   assert.deepEqual(r.stdout.trim().split('\n'), ['event alert_raised', 'uncaught boom', 'flushed true'])
+})
+
+test('history_path keeps the history across instances; include_system_info and custom_metrics reach the webhook', async (t) => {
+  const srv = await httpServer()
+  t.after(() => srv.close())
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memwarden-alert-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const config = {
+    channels: { webhook: { url: srv.url('/hook'), retry_attempts: 0 } },
+    history_path: path.join(dir, 'alerts.db'),
+    history_retention_days: 30,
+    batch_alerts: false,
+    include_system_info: true,
+    custom_metrics: { cpu_usage: true, disk_usage: true, active_connections: true }
+  }
+  const a = new MemoryAlertingService(config, hostManager())
+  const id = a.sendAlert('kept on disk', 'critical')
+  assert.equal(await a.flush(10), true)
+  a.close()
+  assert.ok(srv.reqs[0].body.system && typeof srv.reqs[0].body.system === 'object', JSON.stringify(srv.reqs[0].body))
+
+  const b = new MemoryAlertingService(config, hostManager())
+  t.after(() => b.close())
+  const [h] = b.getAlertHistory({ kind: 'custom' })
+  assert.equal(h.id, id)
+  assert.equal(h.message, 'kept on disk')
+  assert.deepEqual(h.deliveries.map((d) => [d.channel, d.outcome]), [['webhook', 'ok']])
+  assert.equal(b.getAlertHistory({ limit: 0 }).length, 0)
+  assert.throws(() => b.getAlertHistory({ colour: 'red' }), { code: 'MW_INVALID_CONFIG', message: /colour/ })
 })
 
 test('bad input at construction names what is wrong', () => {
