@@ -117,6 +117,40 @@ export declare class NativeLazyIterator {
   setManager(manager: NativeMemoryManager): void
 }
 
+/** The native alerting service. Use `MemoryAlertingService` from `lib/index.js`. */
+export declare class NativeMemoryAlertingService {
+  /**
+   * `config`: the seed's keys (`channels`, `thresholds`, `escalation`, ...); `manager`: the
+   * manager whose readings are judged (`null`: a default process manager).
+   */
+  constructor(config: Record<string, any> | null | undefined, manager?: NativeMemoryManager | null)
+  /** `handler(event)` gets every event, asynchronously on the JS thread. Once only. */
+  setEventHandler(handler: (event: Record<string, any>) => void): void
+  /** Reads the manager, decides, queues deliveries; returns the level at once. */
+  checkAndAlert(): string
+  /** The user's own message at `level`; returns the alert's id. */
+  sendAlert(message: string, level: string): number
+  /** Waits on this thread until queued deliveries were attempted; true when drained. */
+  flushSync(timeoutSeconds?: number | undefined | null): boolean
+  /**
+   * Waits on a thread of its own; the Promise settles through the event function, after
+   * every event queued before it. The JS layer keeps the event loop alive meanwhile.
+   */
+  flush(timeoutSeconds?: number | undefined | null): Promise<boolean>
+  /** History, newest first. Filters: `level`, `channel`, `kind`, `since`, `limit`. */
+  getAlertHistory(filters?: any | undefined | null): Array<Record<string, any>>
+  /** Every event since the last call, oldest first. */
+  pollEvents(): Array<Record<string, any>>
+  /** The level the last check arrived at. */
+  get level(): string
+  get closed(): boolean
+  /**
+   * Stops the service: queued deliveries get a short grace period on a background
+   * thread; the call itself returns at once. Idempotent.
+   */
+  close(): void
+}
+
 /**
  * The native memory manager. Use `MemoryManager` from `lib/index.js`, which adds the
  * EventEmitter, the `v8-heap` source and the `v8-gc` hook on top of this class.

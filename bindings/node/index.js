@@ -839,6 +839,7 @@ module.exports.NativeChunkedDatabaseProcessor = nativeBinding.NativeChunkedDatab
 module.exports.NativeFilteredIterator = nativeBinding.NativeFilteredIterator
 module.exports.NativeLazyContainer = nativeBinding.NativeLazyContainer
 module.exports.NativeLazyIterator = nativeBinding.NativeLazyIterator
+module.exports.NativeMemoryAlertingService = nativeBinding.NativeMemoryAlertingService
 module.exports.NativeMemoryManager = nativeBinding.NativeMemoryManager
 module.exports.NativeMemoryPool = nativeBinding.NativeMemoryPool
 module.exports.NativeScope = nativeBinding.NativeScope

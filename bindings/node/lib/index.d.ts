@@ -605,6 +605,163 @@ export class ChunkedDatabaseProcessor {
   getStats(): ChunkStats
 }
 
+// ---- MemoryAlertingService ------------------------------------------------------------
+
+export type AlertLevel = 'warning' | 'critical' | 'emergency'
+export type AlertChannel = 'email' | 'slack' | 'webhook' | 'alertmanager'
+
+export interface EmailChannelConfig {
+  enabled?: boolean
+  recipients: string[]
+  /** Lowest level this channel hears about (default 'warning'). */
+  threshold?: AlertLevel
+  /** At most one message per alert level in this window (default 15). */
+  throttle_minutes?: number
+  /** A named template: 'memory_alert' (default) or one of `templates`. */
+  template?: string
+  smtp?: {
+    host?: string
+    port?: number
+    /** 'none', 'starttls' (default) or 'tls'. */
+    tls?: 'none' | 'starttls' | 'tls'
+    username?: string
+    /** Never shown in history, logs or errors. */
+    password?: string
+    from?: string
+    /** Seconds for connect and each command (default 30). */
+    timeout?: number
+  }
+}
+
+export interface HttpChannelConfig {
+  enabled?: boolean
+  threshold?: AlertLevel
+  throttle_minutes?: number
+  /** Seconds for the whole request. */
+  timeout?: number
+  /** Attempts after the first, with exponential backoff. */
+  retry_attempts?: number
+}
+
+export interface SlackChannelConfig extends HttpChannelConfig {
+  /** The incoming webhook's URL; its path (the token) never appears in history. */
+  webhook_url: string
+  channel?: string
+  username?: string
+}
+
+export interface WebhookChannelConfig extends HttpChannelConfig {
+  url: string
+  headers?: Record<string, string>
+}
+
+export interface AlertmanagerChannelConfig extends HttpChannelConfig {
+  /** The Alertmanager base URL; alerts go to `<url>/api/v2/alerts`. */
+  url: string
+  labels?: Record<string, string>
+  headers?: Record<string, string>
+}
+
+/** The seed's alerting keys. Thresholds are percent; `*_minutes` minutes; other times seconds. */
+export interface AlertingConfig {
+  channels?: {
+    email?: EmailChannelConfig
+    slack?: SlackChannelConfig
+    webhook?: WebhookChannelConfig
+    alertmanager?: AlertmanagerChannelConfig
+  }
+  /** Percent of the limit (default 75 / 90 / 95). */
+  thresholds?: { warning?: number, critical?: number, emergency?: number }
+  escalation?: {
+    enabled?: boolean
+    /** Level number ('1', '2', ...) -> the channels it reaches, as the seed writes them. */
+    levels?: Record<string, any>
+    escalation_intervals?: number[]
+  }
+  history_retention_days?: number
+  /** An SQLite file; in memory when omitted. */
+  history_path?: string
+  alert_cooldown_minutes?: number
+  batch_alerts?: boolean
+  batch_window_seconds?: number
+  include_system_info?: boolean
+  custom_metrics?: { cpu_usage?: boolean, disk_usage?: boolean, active_connections?: boolean }
+  queue_capacity?: number
+  /** Percentage points below a threshold before its level is left (default 2). */
+  hysteresis?: number
+  /** Own e-mail templates (minijinja): name -> { subject, body }. */
+  templates?: Record<string, { subject: string, body: string }>
+}
+
+export interface AlertEvent {
+  kind: 'alert_raised' | 'alert_resolved' | 'alert_suppressed' | 'alert_dropped' | 'delivery_ok' | 'delivery_failed'
+  alert_id: number
+  level: AlertLevel
+  channel: AlertChannel | null
+  message: string
+  error: string | null
+  /** RFC 3339. */
+  time: string
+  /** Epoch seconds. */
+  timestamp: number
+}
+
+export interface AlertDelivery {
+  channel: AlertChannel
+  time: string
+  timestamp: number
+  attempt: number
+  outcome: 'ok' | 'failed' | 'throttled' | 'dropped'
+  error: string | null
+}
+
+export interface AlertRecord {
+  id: number
+  kind: 'alert' | 'resolved' | 'escalation' | 'custom'
+  level: AlertLevel
+  message: string
+  usage_percent: number | null
+  status: string
+  escalation_level: number | null
+  time: string
+  timestamp: number
+  deliveries: AlertDelivery[]
+}
+
+export interface AlertHistoryFilters {
+  level?: AlertLevel
+  channel?: AlertChannel
+  kind?: AlertRecord['kind']
+  /** Epoch seconds. */
+  since?: number
+  limit?: number
+}
+
+/**
+ * Alerts on a MemoryManager's readings by e-mail, Slack, webhook and Alertmanager; delivery
+ * runs on a background thread. Events arrive asynchronously and never keep the process alive.
+ */
+export class MemoryAlertingService extends EventEmitter {
+  constructor(config?: AlertingConfig | null, manager?: MemoryManager | null)
+  /** Reads the manager, decides, queues deliveries; returns the level at once. */
+  checkAndAlert(): MemoryState
+  /** A message of your own; returns its id in the history. */
+  sendAlert(message: string, level?: AlertLevel): number
+  /** True once queued deliveries were attempted (and their events emitted); false on timeout. */
+  flush(timeoutSeconds?: number): Promise<boolean>
+  flushSync(timeoutSeconds?: number): boolean
+  getAlertHistory(filters?: AlertHistoryFilters): AlertRecord[]
+  pollEvents(): AlertEvent[]
+  readonly level: MemoryState
+  readonly closed: boolean
+  close(): void
+
+  on(event: 'alert' | 'resolved' | 'deliveryOk' | 'deliveryFailed' | 'dropped' | 'suppressed' | 'event', listener: (event: AlertEvent) => void): this
+  once(event: 'alert' | 'resolved' | 'deliveryOk' | 'deliveryFailed' | 'dropped' | 'suppressed' | 'event', listener: (event: AlertEvent) => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+  once(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
 /** `'512M'` -> 536870912; `'-1'` -> null. */
 export function parseSize(text: string): number | null
 /** 536870912 -> `'512M'`. */

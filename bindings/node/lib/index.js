@@ -1518,6 +1518,131 @@ class ChunkedDatabaseProcessor {
   }
 }
 
+// ---- MemoryAlertingService -------------------------------------------------------------
+
+/** Core event kinds and the EventEmitter events they become. */
+const ALERT_EVENTS = Object.freeze({
+  alert_raised: 'alert',
+  alert_resolved: 'resolved',
+  delivery_ok: 'deliveryOk',
+  delivery_failed: 'deliveryFailed',
+  alert_dropped: 'dropped',
+  alert_suppressed: 'suppressed'
+})
+
+/** NaN / Infinity have no JSON form: their text goes to the core, whose message names them. */
+function jsonSafe (v) {
+  if (typeof v === 'number') return Number.isFinite(v) ? v : String(v)
+  if (Array.isArray(v)) return v.map(jsonSafe)
+  if (v !== null && typeof v === 'object') {
+    const out = {}
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = jsonSafe(x)
+    return out
+  }
+  return v
+}
+
+function timeoutArg (method, t) {
+  if (t === undefined || t === null) return undefined
+  if (typeof t !== 'number') {
+    throw new TypeError(`${method}: 'timeoutSeconds' must be a number of seconds, got ${describeType(t)}`)
+  }
+  return t
+}
+
+/**
+ * Judges a MemoryManager's readings against the alerting thresholds and delivers alerts by
+ * e-mail, Slack, a generic webhook and Alertmanager from a background thread (DESIGN §4).
+ * `checkAndAlert()` never waits on the network. Emits, asynchronously on the JS thread:
+ * `'alert'` (raised), `'resolved'`, `'deliveryOk'`, `'deliveryFailed'`, `'dropped'` (queue
+ * full), `'suppressed'` (cooldown), and `'event'` for every one of them; each with the core's
+ * event object `{ kind, alert_id, level, channel, message, error, time, timestamp }`.
+ * Event delivery never keeps the process alive.
+ */
+class MemoryAlertingService extends EventEmitter {
+  constructor (config, manager) {
+    super()
+    const method = 'new MemoryAlertingService()'
+    if (config !== undefined && config !== null && (typeof config !== 'object' || Array.isArray(config))) {
+      throw new TypeError(`${method}: 'config' must be an object, got ${describeType(config)}`)
+    }
+    const m = managerNative(method, manager)
+    this._manager = m ? manager : null
+    this._native = new native.NativeMemoryAlertingService(config == null ? null : jsonSafe(config), m)
+    this._native.setEventHandler((event) => this._dispatch(event))
+  }
+
+  _dispatch (event) {
+    this.emit('event', event)
+    const name = ALERT_EVENTS[event.kind]
+    if (name) this.emit(name, event)
+  }
+
+  /** Reads the manager, decides, queues deliveries and returns the level at once. */
+  checkAndAlert () {
+    if (this._manager) this._manager._read()
+    return this._native.checkAndAlert()
+  }
+
+  /** Sends a message of your own at `level`; returns the alert's id in the history. */
+  sendAlert (message, level = 'warning') {
+    if (typeof message !== 'string') {
+      throw new TypeError(`sendAlert(): 'message' must be a string, got ${describeType(message)}`)
+    }
+    if (typeof level !== 'string') {
+      throw new TypeError(`sendAlert(): 'level' must be a string, got ${describeType(level)}`)
+    }
+    return this._native.sendAlert(message, level)
+  }
+
+  /**
+   * Resolves once every queued delivery was attempted (true) or the timeout passed (false),
+   * after the events of those deliveries were emitted. Waits off the JS thread.
+   */
+  async flush (timeoutSeconds) {
+    const p = this._native.flush(timeoutArg('flush()', timeoutSeconds))
+    // The event function is unref'd; this timer keeps the loop alive until the Promise settles.
+    const keep = setInterval(() => {}, 1 << 30)
+    try {
+      return await p
+    } finally {
+      clearInterval(keep)
+    }
+  }
+
+  /** As `flush()`, blocking this thread; events follow asynchronously. */
+  flushSync (timeoutSeconds) {
+    return this._native.flushSync(timeoutArg('flushSync()', timeoutSeconds))
+  }
+
+  /** The history, newest first; filters: `level`, `channel`, `kind`, `since` (epoch s), `limit`. */
+  getAlertHistory (filters) {
+    if (filters !== undefined && filters !== null && (typeof filters !== 'object' || Array.isArray(filters))) {
+      throw new TypeError(`getAlertHistory(): 'filters' must be an object, got ${describeType(filters)}`)
+    }
+    return this._native.getAlertHistory(filters == null ? undefined : jsonSafe(filters))
+  }
+
+  /** Every event since the last call, oldest first (the same events are also emitted). */
+  pollEvents () {
+    return this._native.pollEvents()
+  }
+
+  /** The level the last check arrived at. */
+  get level () {
+    return this._native.level
+  }
+
+  get closed () {
+    return this._native.closed
+  }
+
+  /** Stops the service; queued deliveries get a short grace period in the background. */
+  close () {
+    this._native.close()
+  }
+}
+
 /** `'512M'` -> 536870912, `'-1'` -> null. */
 function parseSize (text) {
   if (typeof text !== 'string') {
@@ -1543,6 +1668,7 @@ module.exports = {
   LazyIterator,
   FilteredIterator,
   ChunkedDatabaseProcessor,
+  MemoryAlertingService,
   MemwardenError,
   parseSize,
   formatSize,

@@ -26,6 +26,7 @@ use napi::{Env, JsValue, sys};
 use napi_derive::napi;
 use serde_json::Value;
 
+mod alert;
 mod bridge;
 mod chunk;
 mod container;
