@@ -6,11 +6,12 @@
 //! and every call that may wait on the delivery thread (`flush`, history, checks) runs with
 //! the GIL released, so a callback waiting for the GIL can never deadlock against it.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -27,6 +28,27 @@ const C: &str = "MemoryAlertingService";
 
 /// How long `__exit__` waits for queued deliveries.
 const EXIT_FLUSH: Duration = Duration::from_secs(30);
+
+thread_local! {
+    /// Set while an alerting callback runs on this (delivery) thread: a `flush()` there would
+    /// wait for the very delivery that is calling it.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+struct CallbackGuard;
+
+impl CallbackGuard {
+    fn enter() -> Self {
+        IN_CALLBACK.with(|c| c.set(true));
+        CallbackGuard
+    }
+}
+
+impl Drop for CallbackGuard {
+    fn drop(&mut self) {
+        IN_CALLBACK.with(|c| c.set(false));
+    }
+}
 
 /// Which events a handler wants.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,6 +86,7 @@ impl Handlers {
         if !self.list.lock().iter().any(|(f, _)| f.wants(e.kind)) {
             return;
         }
+        let _guard = CallbackGuard::enter();
         Python::attach(|py| {
             let wanted: Vec<Py<PyAny>> =
                 self.list.lock().iter().filter(|(f, _)| f.wants(e.kind)).map(|(_, cb)| cb.clone_ref(py)).collect();
@@ -281,6 +304,12 @@ impl PyMemoryAlertingService {
     #[pyo3(signature = (timeout_seconds = None))]
     fn flush(&self, py: Python<'_>, timeout_seconds: Option<f64>) -> PyResult<bool> {
         let t = timeout_arg(py, "flush()", timeout_seconds)?;
+        if IN_CALLBACK.with(Cell::get) {
+            return Err(PyRuntimeError::new_err(
+                "MemoryAlertingService.flush() cannot be called from an alerting callback: the callback runs on \
+                 the delivery thread, which would wait for itself",
+            ));
+        }
         let core = self.core();
         Ok(py.detach(|| core.flush(t)))
     }
@@ -363,6 +392,9 @@ impl PyMemoryAlertingService {
     /// Flushes queued deliveries, waiting at most 30 seconds.
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        if IN_CALLBACK.with(Cell::get) {
+            return false;
+        }
         let core = self.core();
         py.detach(|| core.flush(Some(EXIT_FLUSH)));
         false

@@ -479,6 +479,26 @@ def test_callbacks_fire_for_raised_and_failed_and_survive_exceptions(http, monke
         svc.on_event(42)
 
 
+def test_flush_inside_a_callback_raises_instead_of_waiting_for_itself(monkeypatch):
+    svc = MemoryAlertingService()
+    unraisable, reported = [], threading.Event()
+
+    def hook(u):
+        unraisable.append(u)
+        reported.set()
+
+    monkeypatch.setattr(sys, "unraisablehook", hook)
+
+    @svc.on_alert
+    def flush_from_inside(event):
+        svc.flush()
+
+    svc.send_alert("x", "warning")
+    assert reported.wait(FLUSH)
+    assert svc.flush(FLUSH)
+    assert any("delivery thread" in str(u.exc_value) for u in unraisable), unraisable
+
+
 def test_a_service_whose_callback_refers_to_it_is_collected():
     svc = MemoryAlertingService()
     svc.on_event(lambda e, s=svc: s.level)
