@@ -30,6 +30,12 @@ if ! "$py" -c "import psycopg, pymysql" 2>/dev/null; then
     "$py" -m pip install --quiet --disable-pip-version-check "psycopg[binary]" pymysql
 fi
 
+# A real SMTP server on loopback for the MemoryAlertingService e-mail tests.
+if ! "$py" -c "import aiosmtpd" 2>/dev/null; then
+    echo "==> installing aiosmtpd"
+    "$py" -m pip install --quiet --disable-pip-version-check aiosmtpd
+fi
+
 if [ -n "${MEMWARDEN_PY_DEVELOP:-}" ]; then
     echo "==> building memwarden (maturin develop --release)"
     VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \

@@ -4,6 +4,7 @@
 //! core results become dicts, core errors become one exception class per `ErrorKind`.
 //! Long core work runs with the GIL released; Python callbacks take it again.
 
+mod alert;
 mod chunk;
 mod container;
 mod convert;
@@ -48,6 +49,7 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iterators::LazyBatches>()?;
     m.add_class::<iterators::PyFilteredIterator>()?;
     m.add_class::<chunk::PyChunkedDatabaseProcessor>()?;
+    m.add_class::<alert::PyMemoryAlertingService>()?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(format_size, m)?)?;
     Ok(())

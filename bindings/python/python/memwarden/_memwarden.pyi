@@ -17,6 +17,7 @@ __all__ = [
     "ClosedError",
     "UnsupportedError",
     "MemoryManager",
+    "MemoryAlertingService",
     "MemoryPool",
     "PoolUse",
     "LazyContainer",
@@ -482,3 +483,64 @@ class ChunkedDatabaseProcessor:
         skips it, False stops."""
     def get_stats(self) -> Dict[str, Any]:
         """Statistics of the last (or running) call."""
+
+@final
+class MemoryAlertingService:
+    """Judges a ``MemoryManager``'s readings against alerting thresholds (percent) and
+    delivers alerts by e-mail, Slack, a generic webhook and Prometheus Alertmanager from a
+    background thread: per-channel thresholds, throttling, cooldown, escalation, resolve
+    notices and a history (SQLite, in memory unless ``history_path``).
+
+    ``MemoryAlertingService(config=None, manager=None, /, **options)``: ``config`` is the
+    seed's dict (``channels`` {``email``, ``slack``, ``webhook``, ``alertmanager``},
+    ``thresholds``, ``escalation``, ``history_retention_days``, ``history_path``,
+    ``alert_cooldown_minutes``, ``batch_alerts``, ``batch_window_seconds``,
+    ``include_system_info``, ``custom_metrics``, ``queue_capacity``, ``hysteresis``,
+    ``templates``); keyword options add top-level keys. ``manager``: whose readings are
+    judged (a default one watching this process when None). A bad channel, URL, e-mail
+    address, threshold name or interval raises ``ConfigError`` naming it.
+
+    Callbacks (``on_alert``, ``on_delivery_failed``, ``on_event``) run on the delivery
+    thread with the GIL; an exception they raise goes to ``sys.unraisablehook``.
+    As a context manager, leaving the block flushes (at most 30 seconds).
+    """
+
+    LEVEL_NORMAL: ClassVar[str]
+    LEVEL_WARNING: ClassVar[str]
+    LEVEL_CRITICAL: ClassVar[str]
+    LEVEL_EMERGENCY: ClassVar[str]
+
+    def __new__(
+        cls, config: Optional[Mapping[str, Any]] = None, manager: Optional[MemoryManager] = None, /, **options: Any
+    ) -> "MemoryAlertingService": ...
+    def check_and_alert(self) -> str:
+        """Reads the manager, decides, queues deliveries and returns the level at once
+        (``'normal'``, ``'warning'``, ``'critical'`` or ``'emergency'``)."""
+    def send_alert(self, message: str, level: str = "warning") -> int:
+        """Sends your own message at ``level`` to every channel whose threshold it meets;
+        returns its id in the history."""
+    def flush(self, timeout_seconds: Optional[float] = None) -> bool:
+        """Waits (GIL released) until queued deliveries were attempted; True when drained."""
+    def get_alert_history(self, filters: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> List[Dict[str, Any]]:
+        """Alerts newest first, each with its ``deliveries``. Filters: ``level``, ``channel``,
+        ``kind`` ('alert', 'resolved', 'escalation', 'custom'), ``since`` (epoch seconds),
+        ``limit``."""
+    def poll_events(self) -> List[Dict[str, Any]]:
+        """Events since the last call, oldest first (``kind``, ``alert_id``, ``level``,
+        ``channel``, ``message``, ``error``, ``time``, ``timestamp``)."""
+    @property
+    def events_dropped(self) -> int:
+        """Events lost because nobody polled."""
+    def prune_history(self) -> int:
+        """Deletes history older than ``history_retention_days``; returns how many alerts went."""
+    @property
+    def level(self) -> str:
+        """The level the last check arrived at."""
+    def on_alert(self, callback: _F) -> _F:
+        """``callback(event)`` for every raised alert, on the delivery thread."""
+    def on_delivery_failed(self, callback: _F) -> _F:
+        """``callback(event)`` for every failed delivery attempt, on the delivery thread."""
+    def on_event(self, callback: _F) -> _F:
+        """``callback(event)`` for every event, on the delivery thread."""
+    def __enter__(self) -> "MemoryAlertingService": ...
+    def __exit__(self, *_exc: object) -> bool: ...
