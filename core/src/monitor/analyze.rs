@@ -13,8 +13,8 @@ pub const SPIKE_DEFINITION: &str = "Spike = a reading more than max(10% of the m
      readings before it (at least 3 needed); consecutive such readings are one spike, reported at its highest reading. \
      jump = that reading minus the median.";
 /// Printed by `memwarden analyze --verbose`.
-pub const LEAK_DEFINITION: &str = "Leak trend = least-squares line through (minutes, MB) over all readings: its slope in \
-     MB/min and R² (1 = every reading on the line). Growth is called steady when the slope is positive, R² >= 0.8 and \
+pub const LEAK_DEFINITION: &str = "Leak trend = least-squares line through (minutes, MB) over all readings except \
+     spikes (a short excursion is not growth): its slope in MB/min and R² (1 = every reading on the line). Growth is called steady when the slope is positive, R² >= 0.8 and \
      the fitted growth over the run is at least max(1 MB, 5% of the average).";
 
 /// Where spikes are looked for; [`SpikeParams::default`] is what [`SPIKE_DEFINITION`] says.
@@ -75,6 +75,7 @@ pub fn analyze_with(samples: &[Sample], p: SpikeParams) -> Analysis {
     let average = if n == 0 { 0.0 } else { cur.iter().sum::<f64>() / n as f64 };
     let peak = samples.iter().map(|s| mb(s.peak_bytes.max(s.current_bytes))).fold(0.0, f64::max);
     let min = cur.iter().copied().fold(f64::INFINITY, f64::min);
+    let (spikes, in_spike) = spikes(samples, &cur, p);
     let duration = match (samples.first(), samples.last()) {
         (Some(a), Some(b)) => b.t - a.t,
         _ => 0.0,
@@ -87,8 +88,8 @@ pub fn analyze_with(samples: &[Sample], p: SpikeParams) -> Analysis {
         peak_mb: peak,
         limit_mb: samples.last().map_or(0.0, |s| mb(s.limit_bytes)),
         efficiency_percent: if peak > 0.0 { average / peak * 100.0 } else { 0.0 },
-        spikes: spikes(samples, &cur, p),
-        leak: leak(samples, &cur, average, duration),
+        spikes,
+        leak: leak(samples, &cur, &in_spike, average, duration),
     }
 }
 
@@ -99,8 +100,10 @@ fn median(v: &[f64]) -> f64 {
     if s.len() % 2 == 1 { s[m] } else { (s[m - 1] + s[m]) / 2.0 }
 }
 
-fn spikes(samples: &[Sample], cur: &[f64], p: SpikeParams) -> Vec<Spike> {
+/// The spikes, and for every reading whether it is part of one.
+fn spikes(samples: &[Sample], cur: &[f64], p: SpikeParams) -> (Vec<Spike>, Vec<bool>) {
     let mut out: Vec<Spike> = Vec::new();
+    let mut mask = vec![false; cur.len()];
     let mut in_run = false;
     for i in 0..cur.len() {
         let hist = &cur[i.saturating_sub(p.window)..i];
@@ -110,6 +113,7 @@ fn spikes(samples: &[Sample], cur: &[f64], p: SpikeParams) -> Vec<Spike> {
         let med = median(hist);
         let jump = cur[i] - med;
         if jump > (p.relative * med).max(p.absolute_mb) {
+            mask[i] = true;
             let s = Spike { t: samples[i].t, mb: cur[i], jump_mb: jump };
             match out.last_mut() {
                 Some(last) if in_run => {
@@ -124,14 +128,15 @@ fn spikes(samples: &[Sample], cur: &[f64], p: SpikeParams) -> Vec<Spike> {
             in_run = false;
         }
     }
-    out
+    (out, mask)
 }
 
-fn leak(samples: &[Sample], cur: &[f64], average: f64, duration_s: f64) -> Option<Leak> {
-    if samples.len() < 3 || duration_s <= 0.0 {
+fn leak(samples: &[Sample], cur: &[f64], in_spike: &[bool], average: f64, duration_s: f64) -> Option<Leak> {
+    let pts: Vec<(f64, f64)> =
+        samples.iter().zip(cur).zip(in_spike).filter(|(_, s)| !**s).map(|((s, &y), _)| (s.t / 60.0, y)).collect();
+    if pts.len() < 3 || duration_s <= 0.0 {
         return None;
     }
-    let pts: Vec<(f64, f64)> = samples.iter().zip(cur).map(|(s, &y)| (s.t / 60.0, y)).collect();
     let (slope, r2) = linear_fit(&pts)?;
     let growth = slope * duration_s / 60.0;
     let steady = slope > 0.0 && r2 >= 0.8 && growth >= (0.05 * average).max(1.0);
@@ -213,6 +218,15 @@ mod tests {
         assert!((a.spikes[0].jump_mb - 90.0).abs() < 1e-6);
         assert_eq!(a.spikes[1].t, 40.0);
         assert!((a.peak_mb - 190.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_spike_does_not_hide_a_leak() {
+        let s = series(|t| 100.0 + 2.0 * t / 60.0 + if t as u64 == 300 { 80.0 } else { 0.0 }, 600, 1.0);
+        let a = analyze(&s);
+        assert_eq!(a.spikes.len(), 1);
+        let leak = a.leak.unwrap();
+        assert!(leak.steady && (leak.slope_mb_per_min - 2.0).abs() < 0.1, "{leak:?}");
     }
 
     #[test]

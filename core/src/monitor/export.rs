@@ -116,8 +116,13 @@ pub fn read_export(path: impl AsRef<Path>) -> Result<Export> {
         return Err(bad("is empty: not a memwarden monitor export".into()));
     }
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        if e.is_eof() {
-            bad(format!("is truncated (the JSON ends early, line {} column {}); was the monitor killed while an old version wrote it?", e.line(), e.column()))
+        // A cut inside a string is reported at the trailing newline, not as an early end.
+        let cut = e.is_eof() || serde_json::from_slice::<Value>(bytes.trim_ascii_end()).is_err_and(|e| e.is_eof());
+        if cut {
+            bad(format!(
+                "is truncated: the JSON ends early (line {}), so this is not a whole memwarden monitor export",
+                e.line()
+            ))
         } else {
             bad(format!("is not a memwarden monitor export: not JSON ({e})"))
         }
@@ -190,6 +195,11 @@ mod tests {
             (b"", "is empty"),
             (b"  \n", "is empty"),
             (&whole[..whole.len() / 2], "is truncated"),
+            (
+                br#"{"memwarden_monitor": 1, "meta": {"tar
+"#,
+                "is truncated",
+            ),
             (b"hello", "not JSON"),
             (br#"{"samples": []}"#, "no \"memwarden_monitor\" key"),
             (br#"{"memwarden_monitor": 9, "meta": {}, "samples": []}"#, "format 9"),
