@@ -312,10 +312,10 @@ fn serve_answers_a_prometheus_scrape_and_sigterm_ends_cleanly() {
     assert!(status.success(), "SIGTERM should end the run cleanly: {status:?}");
 }
 
-#[test]
-fn an_alert_reaches_a_loopback_webhook() {
+/// An HTTP receiver on loopback: every request's head and body, answered 200.
+fn http_receiver() -> (String, mpsc::Receiver<(String, String)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for mut s in listener.incoming().flatten() {
@@ -331,28 +331,119 @@ fn an_alert_reaches_a_loopback_webhook() {
             }
             let mut body = vec![0; len];
             let _ = reader.read_exact(&mut body);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
             let _ = tx.send((head, String::from_utf8_lossy(&body).into_owned()));
         }
     });
-    // Any machine uses more than 0.01% of its memory: the warning threshold is crossed at once.
-    let out = memwarden(&[
-        "monitor",
-        "--interval",
-        "0.1",
-        "--duration",
-        "0.2",
-        "--threshold",
-        "0.01",
-        "--quiet",
-        "--webhook",
-        &url,
-    ]);
+    (base, rx)
+}
+
+/// Any machine uses more than 0.01% of its memory: the warning threshold is crossed at once.
+fn monitor_crossing(extra: &[&str]) -> Output {
+    let mut args = vec!["monitor", "--interval", "0.1", "--duration", "0.2", "--threshold", "0.01", "--quiet"];
+    args.extend_from_slice(extra);
+    let out = memwarden(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn an_alert_reaches_a_loopback_webhook() {
+    let (base, rx) = http_receiver();
+    monitor_crossing(&["--webhook", &format!("{base}/hook")]);
     let (head, body) = rx.recv_timeout(Duration::from_secs(20)).expect("webhook received nothing");
     assert!(head.starts_with("POST /hook"), "{head}");
     let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert!(body.contains("warning") || body.contains("critical") || body.contains("emergency"), "{v}");
+}
+
+#[test]
+fn an_alert_reaches_a_loopback_slack_webhook() {
+    let (base, rx) = http_receiver();
+    monitor_crossing(&["--slack", &format!("{base}/services/T/B/X")]);
+    let (head, body) = rx.recv_timeout(Duration::from_secs(20)).expect("slack webhook received nothing");
+    assert!(head.starts_with("POST /services/T/B/X"), "{head}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert!(v.get("text").is_some() || v.get("attachments").is_some() || v.get("blocks").is_some(), "{v}");
+}
+
+#[test]
+fn an_alert_reaches_a_loopback_smtp_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Just enough SMTP for one message: greet, accept every command, collect DATA.
+        for s in listener.incoming().flatten() {
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            let _ = w.write_all(b"220 test ESMTP\r\n");
+            let (mut line, mut data, mut in_data) = (String::new(), String::new(), false);
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                let reply: &[u8] = if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        b"250 queued\r\n"
+                    } else {
+                        data.push_str(&line);
+                        b""
+                    }
+                } else {
+                    let cmd = line.to_ascii_uppercase();
+                    if cmd.starts_with("EHLO") {
+                        b"250-test\r\n250 8BITMIME\r\n"
+                    } else if cmd.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go on\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    }
+                };
+                let _ = w.write_all(reply);
+                line.clear();
+            }
+            let _ = tx.send(data);
+        }
+    });
+    let out = Command::new(BIN)
+        .args(["monitor", "--interval", "0.1", "--duration", "0.2", "--threshold", "0.01", "--quiet"])
+        .args(["--email", "ops@example.com"])
+        .env("MEMWARDEN_SMTP_HOST", "127.0.0.1")
+        .env("MEMWARDEN_SMTP_PORT", &port)
+        .env("MEMWARDEN_SMTP_TLS", "none")
+        .env("MEMWARDEN_SMTP_FROM", "memwarden@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data = rx.recv_timeout(Duration::from_secs(20)).expect("no mail");
+    assert!(data.contains("ops@example.com") && data.contains("memwarden@example.com"), "{data}");
+}
+
+#[test]
+fn children_sums_the_process_tree() {
+    if !have_python() {
+        eprintln!("skipped: python3 not found");
+        return;
+    }
+    // sh stays the parent (a second command follows), python is its child holding 50 MB.
+    let script = format!("python3 -c \"{}\"; exit 0", python_holding(50, 0));
+    let mut mw = Command::new(BIN)
+        .args(["monitor", "--interval", "0.1", "--format", "json", "--children", "--", "sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(mw.stdout.take().unwrap());
+    let seen = wait_line(&rx, Duration::from_secs(30), |l| {
+        serde_json::from_str::<Value>(l).ok().and_then(|v| v["current_mb"].as_f64()).is_some_and(|mb| mb >= 50.0)
+    });
+    drop(mw.stdin.take());
+    let status = mw.wait().unwrap();
+    assert!(seen.is_some(), "the child's 50 MB never showed up in the tree's sum");
+    assert!(status.success());
 }
 
 fn assert_clean_failure(out: &Output, needle: &str) {
@@ -435,4 +526,31 @@ fn a_pid_that_is_not_ours_is_refused() {
         memwarden(&["monitor", "--pid", "1", "--duration", "0"])
     };
     assert_clean_failure(&out, "belongs to another user");
+}
+
+#[test]
+fn a_killed_monitor_leaves_a_readable_export() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("run.json");
+    let mut mw = Command::new(BIN)
+        .args(["monitor", "--interval", "0.05", "--quiet", "--export-every", "1", "--export", f.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let samples = |f: &std::path::Path| {
+        std::fs::read(f)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["samples"].as_array().map(Vec::len))
+    };
+    while samples(&f).unwrap_or(0) < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    mw.kill().unwrap(); // SIGKILL: no chance to finish the file
+    mw.wait().unwrap();
+    assert!(samples(&f).unwrap_or(0) >= 5);
+    let out = memwarden(&["analyze", f.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(leftovers.len() <= 2, "{leftovers:?}"); // the export, and at most one temp file cut short
 }
