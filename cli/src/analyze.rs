@@ -46,7 +46,7 @@ pub fn run(args: AnalyzeArgs) -> Result<(), Fail> {
     Ok(())
 }
 
-fn report(e: &Export, a: &Analysis, verbose: bool) -> String {
+pub(crate) fn report(e: &Export, a: &Analysis, verbose: bool) -> String {
     let m = &e.meta;
     let mut s = String::from("Memory Usage Analysis Report\n============================\n");
     s += &format!(

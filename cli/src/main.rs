@@ -1,6 +1,7 @@
 //! `memwarden`: the command-line face of memwarden-core.
 
 mod analyze;
+mod demo;
 mod monitor;
 mod plot;
 mod serve;
@@ -36,6 +37,9 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Draw a `monitor --export` file as an SVG chart: the series, limit, threshold and spikes.
     Plot(plot::PlotArgs),
+    /// Process an SQLite table of a million rows in chunks while memwarden watches; print a
+    /// summary and write an analysis and a chart.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => monitor::run(*args),
         Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Plot(args) => plot::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

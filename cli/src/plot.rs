@@ -28,7 +28,7 @@ pub fn run(args: PlotArgs) -> Result<(), Fail> {
     Ok(())
 }
 
-fn render(export: &memwarden_core::monitor::Export) -> Result<String, Fail> {
+pub(crate) fn render(export: &memwarden_core::monitor::Export) -> Result<String, Fail> {
     let samples = &export.samples;
     let meta = &export.meta;
     let a = analyze(samples);

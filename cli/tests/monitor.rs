@@ -554,3 +554,22 @@ fn a_killed_monitor_leaves_a_readable_export() {
     let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(leftovers.len() <= 2, "{leftovers:?}"); // the export, and at most one temp file cut short
 }
+
+#[test]
+fn demo_processes_rows_and_writes_analysis_and_chart() {
+    let d = tempfile::tempdir().unwrap();
+    let out = memwarden(&["demo", "--rows", "30000", "--chunk-size", "1000", "--out", d.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in ["Rows processed", "30000 in 30 chunks", "Rows/s", "Peak memory", "States seen", "Pool", "Container"]
+    {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("100.0% 30000/30000 rows"), "{err}");
+    assert!(std::fs::read_to_string(d.path().join("chart.svg")).unwrap().contains("<svg"));
+    assert!(std::fs::read_to_string(d.path().join("analysis.txt")).unwrap().contains("Average Usage:"));
+    // Its samples are a valid export for analyze.
+    let out = memwarden(&["analyze", d.path().join("monitor.json").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
