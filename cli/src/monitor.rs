@@ -271,6 +271,9 @@ fn watch(
     if let Some(x) = exporter.as_mut() {
         x.write()?;
     }
+    if !args.verbose && !args.quiet && pid.is_some() && end_reason.ends_with("has exited") {
+        eprintln!("memwarden: {end_reason}");
+    }
     if args.verbose {
         let a = analyze(&samples);
         eprintln!(

@@ -199,12 +199,12 @@ fn synthetic_leak(path: &std::path::Path) {
                 mb += 80.0;
             }
             let b = (mb * 1048576.0) as u64;
-            serde_json::json!({"t": t, "unix_ms": 1_700_000_000_000u64 + i * 1000, "current_bytes": b, "peak_bytes": b, "limit_bytes": 1u64 << 30})
+            serde_json::json!({"t": t, "unix_ms": 1_700_000_000_000u64 + i * 1000, "current_bytes": b, "peak_bytes": b, "limit_bytes": 512u64 << 20})
         })
         .collect();
     let doc = serde_json::json!({
         "memwarden_monitor": 1,
-        "meta": {"target": "pid 42", "interval": 1.0, "limit_bytes": 1u64 << 30, "limit_origin": "cgroup_v2",
+        "meta": {"target": "pid 42", "interval": 1.0, "limit_bytes": 512u64 << 20, "limit_origin": "cgroup_v2",
                  "threshold": 80.0, "started_unix_ms": 1_700_000_000_000u64, "version": "0.1.0"},
         "samples": samples,
     });
@@ -228,7 +228,10 @@ fn analyze_reports_a_steady_leak_within_5_percent_and_the_spike() {
     assert_eq!(spikes[0]["t"], 300.0);
     let svg = d.path().join("leak.svg");
     assert!(memwarden(&["plot", f.to_str().unwrap(), "-o", svg.to_str().unwrap()]).status.success());
-    assert!(std::fs::read_to_string(svg).unwrap().contains("<svg"));
+    let chart = std::fs::read_to_string(svg).unwrap();
+    for needle in ["<svg", "limit (cgroup_v2)", "threshold 80%", "spike", "seconds since start"] {
+        assert!(chart.contains(needle), "{needle} missing from the chart");
+    }
 }
 
 fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
