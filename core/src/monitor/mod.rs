@@ -5,6 +5,8 @@
 mod analyze;
 mod export;
 mod prometheus;
+// procfs and uids: Linux reads everything; other Unix systems get a clear `Unsupported`.
+#[cfg(unix)]
 mod sampler;
 
 pub use analyze::{
@@ -12,6 +14,7 @@ pub use analyze::{
 };
 pub use export::{EXPORT_VERSION, Export, Exporter, Meta, read_export};
 pub use prometheus::render_prometheus;
+#[cfg(unix)]
 pub use sampler::{Sampler, Target, cgroup_limit_of_pid};
 
 use serde::{Deserialize, Serialize};

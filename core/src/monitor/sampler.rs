@@ -56,6 +56,9 @@ impl Sampler {
     /// Checks that the target can be read: a pid must exist, and unless we run as root, belong
     /// to our user (its memory figures are not ours to watch otherwise).
     pub fn new(target: Target) -> Result<Self> {
+        if cfg!(not(target_os = "linux")) {
+            return Err(Error::new(ErrorKind::Unsupported, "the monitor reads /proc and runs on Linux only"));
+        }
         Self::with_roots(target, Path::new("/proc"), Path::new("/"))
     }
 
