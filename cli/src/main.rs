@@ -1,5 +1,11 @@
 //! `memwarden`: the command-line face of memwarden-core.
 
+mod analyze;
+mod demo;
+mod monitor;
+mod plot;
+mod serve;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -25,6 +31,15 @@ enum Command {
         #[arg(long)]
         config: Option<String>,
     },
+    /// Sample the memory of a pid, a command it starts (`-- CMD ARGS`) or the whole system.
+    Monitor(Box<monitor::MonitorArgs>),
+    /// Report average, peak, efficiency, spikes and the leak trend of a `monitor --export` file.
+    Analyze(analyze::AnalyzeArgs),
+    /// Draw a `monitor --export` file as an SVG chart: the series, limit, threshold and spikes.
+    Plot(plot::PlotArgs),
+    /// Process an SQLite table of a million rows in chunks while memwarden watches; print a
+    /// summary and write an analysis and a chart.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -33,31 +48,59 @@ enum Format {
     Json,
 }
 
+/// A failure to report: the message for stderr and the exit code.
+pub struct Fail {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Fail {
+    /// Bad input or a failed run of monitor/analyze/plot: exit code 1.
+    pub fn new(message: impl Into<String>) -> Self {
+        Fail { code: 1, message: message.into() }
+    }
+}
+
+impl From<memwarden_core::Error> for Fail {
+    fn from(e: memwarden_core::Error) -> Self {
+        Fail::new(e.message().to_owned())
+    }
+}
+
 fn main() -> ExitCode {
+    // A bug must not show users a backtrace: one line naming it instead.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("memwarden: internal error: {info}; please report it");
+    }));
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("memwarden: {e}");
-            ExitCode::from(2)
+    let result = match cli.command {
+        Command::Status { format, config } => {
+            status(format, config).map(|()| ExitCode::SUCCESS).map_err(|e| Fail { code: 2, message: e.to_string() })
+        }
+        Command::Monitor(args) => monitor::run(*args),
+        Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Plot(args) => plot::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("memwarden: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
 }
 
-fn run(cli: Cli) -> memwarden_core::Result<()> {
-    match cli.command {
-        Command::Status { format, config } => {
-            let cfg = memwarden_core::config::parse_json("MemoryManager", config.as_deref().unwrap_or(""))?;
-            let manager = MemoryManager::from_json(&cfg)?;
-            manager.check()?;
-            let stats = manager.get_detailed_stats()?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&stats).expect("stats serialize")),
-                Format::Table => println!("{}", status_table(&stats)),
-            }
-            Ok(())
-        }
+fn status(format: Format, config: Option<String>) -> memwarden_core::Result<()> {
+    let cfg = memwarden_core::config::parse_json("MemoryManager", config.as_deref().unwrap_or(""))?;
+    let manager = MemoryManager::from_json(&cfg)?;
+    manager.check()?;
+    let stats = manager.get_detailed_stats()?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&stats).expect("stats serialize")),
+        Format::Table => println!("{}", status_table(&stats)),
     }
+    Ok(())
 }
 
 fn status_table(s: &Value) -> Table {

@@ -15,6 +15,7 @@ pub mod container;
 pub mod error;
 pub mod iter;
 pub mod manager;
+pub mod monitor;
 pub mod pool;
 pub mod probe;
 pub mod size;
