@@ -290,19 +290,9 @@ fn watch(
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn utc(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    // The core's RFC 3339 formatter, shown as "YYYY-MM-DD HH:MM:SS".
+    let iso = memwarden_core::alert::rfc3339(unix_ms as i64);
+    iso[..19].replacen('T', " ", 1)
 }
 
 /// The live output: the seed's table drawn row by row, JSON Lines, or CSV.
