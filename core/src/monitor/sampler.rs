@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::Sample;
 use crate::error::{Error, ErrorKind, Result};
-use crate::probe::{LimitOrigin, parse_limit_value, physical_memory};
+use crate::probe::{LimitOrigin, physical_memory};
 
 /// What a [`Sampler`] watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,42 +210,20 @@ fn descendants(proc_root: &Path, pid: u32) -> Vec<u32> {
 }
 
 /// The lowest cgroup memory limit over the cgroup of the process whose procfs directory is
-/// `proc_dir` and its ancestors: v2 `memory.max` under `fs_root/sys/fs/cgroup`, else v1
-/// `memory.limit_in_bytes` under `fs_root/sys/fs/cgroup/memory`. `None` when neither limits it.
+/// `proc_dir` and its ancestors (the probe's reader, with mount points from the process's own
+/// `mountinfo`), for a `proc_dir` under `fs_root`. `None` when no cgroup limits it.
 pub fn cgroup_limit_of_pid(proc_dir: &Path, fs_root: &Path) -> Option<(u64, LimitOrigin)> {
-    let text = std::fs::read_to_string(proc_dir.join("cgroup")).ok()?;
-    let base = fs_root.join("sys/fs/cgroup");
-    if let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::"))
-        && let Some(v) = lowest(&base, path, "memory.max")
-    {
-        return Some((v, LimitOrigin::CgroupV2));
-    }
-    let v1 = text.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        ctrls.split(',').any(|c| c == "memory").then_some(path)
-    })?;
-    lowest(&base.join("memory"), v1, "memory.limit_in_bytes").map(|v| (v, LimitOrigin::CgroupV1))
-}
-
-fn lowest(base: &Path, cg_path: &str, file: &str) -> Option<u64> {
-    let mut dir = base.join(cg_path.trim_start_matches('/'));
-    let mut lowest: Option<u64> = None;
-    loop {
-        if let Some(v) = std::fs::read_to_string(dir.join(file)).ok().and_then(|t| parse_limit_value(&t)) {
-            lowest = Some(lowest.map_or(v, |l| l.min(v)));
-        }
-        if dir == base || !dir.pop() || !dir.starts_with(base) {
-            break;
-        }
-    }
-    lowest
+    let rel = proc_dir.strip_prefix(fs_root).ok()?;
+    crate::probe::cgroup_limit_of(fs_root, rel.to_str()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+
+    const V2_MOUNT: &str = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+    const V1_MOUNT: &str = "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
 
     fn write(root: &Path, rel: &str, text: &str) {
         let p = root.join(rel);
@@ -258,13 +236,16 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
         write(r, "proc/42/cgroup", "0::/a/b\n");
+        write(r, "proc/42/mountinfo", V2_MOUNT);
         write(r, "sys/fs/cgroup/a/memory.max", "1073741824\n");
         write(r, "sys/fs/cgroup/a/b/memory.max", "max\n");
         assert_eq!(cgroup_limit_of_pid(&r.join("proc/42"), r), Some((1 << 30, LimitOrigin::CgroupV2)));
         write(r, "proc/43/cgroup", "4:cpu,memory:/job\n");
+        write(r, "proc/43/mountinfo", V1_MOUNT);
         write(r, "sys/fs/cgroup/memory/job/memory.limit_in_bytes", "268435456\n");
         assert_eq!(cgroup_limit_of_pid(&r.join("proc/43"), r), Some((256 << 20, LimitOrigin::CgroupV1)));
         write(r, "proc/44/cgroup", "0::/free\n");
+        write(r, "proc/44/mountinfo", V2_MOUNT);
         assert_eq!(cgroup_limit_of_pid(&r.join("proc/44"), r), None);
     }
 
@@ -281,6 +262,7 @@ mod tests {
         write(r, "proc/12/task/12/children", "13\n");
         write(r, "proc/13/statm", "100 4 1 1 0 1 0\n");
         write(r, "proc/10/cgroup", "0::/\n");
+        write(r, "proc/10/mountinfo", V2_MOUNT);
         write(r, "sys/fs/cgroup/memory.max", "536870912\n");
         write(r, "proc/meminfo", "MemTotal:  1000 kB\nMemFree: 10 kB\nMemAvailable:  400 kB\n");
 

@@ -12,8 +12,16 @@ pub fn cgroup_limit() -> Option<(u64, LimitOrigin)> {
 /// As [`cgroup_limit`], with every path read under `root` (a fixture tree in tests):
 /// `root/proc/self/cgroup`, `root/proc/self/mountinfo` and the mount points they name.
 pub fn cgroup_limit_at(root: &Path) -> Option<(u64, LimitOrigin)> {
-    let cgroups = std::fs::read_to_string(root.join("proc/self/cgroup")).ok()?;
-    let mountinfo = std::fs::read_to_string(root.join("proc/self/mountinfo")).ok()?;
+    cgroup_limit_of(root, "proc/self")
+}
+
+/// The lowest memory limit over the cgroup of any process and its ancestors: `proc_dir` is
+/// that process's procfs directory relative to `root` (`"proc/self"`, `"proc/1234"`), whose
+/// `cgroup` and `mountinfo` name the cgroup and the mount points read under `root`.
+pub fn cgroup_limit_of(root: &Path, proc_dir: &str) -> Option<(u64, LimitOrigin)> {
+    let proc_dir = root.join(proc_dir);
+    let cgroups = std::fs::read_to_string(proc_dir.join("cgroup")).ok()?;
+    let mountinfo = std::fs::read_to_string(proc_dir.join("mountinfo")).ok()?;
     let mounts = parse_mountinfo(&mountinfo);
 
     // cgroup v2: "0::/path" and a cgroup2 mount.

@@ -7,7 +7,7 @@ mod process;
 mod psi;
 mod system;
 
-pub use cgroup::{cgroup_limit, cgroup_limit_at};
+pub use cgroup::{cgroup_limit, cgroup_limit_at, cgroup_limit_of};
 pub use process::ProcessProbe;
 pub use psi::{Pressure, Psi, parse_psi, read_psi};
 pub use system::physical_memory;
