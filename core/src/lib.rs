@@ -18,6 +18,7 @@ pub mod manager;
 pub mod monitor;
 pub mod pool;
 pub mod probe;
+pub mod request;
 pub mod size;
 pub mod stats;
 
@@ -34,6 +35,7 @@ pub use iter::{
 pub use manager::{GcReport, ManagerConfig, MemoryManager, Source, State, Usage};
 pub use pool::{Lease, Pool, PoolBuilder, PoolConfig, PoolStats};
 pub use probe::LimitOrigin;
+pub use request::{RequestConfig, RequestReport, RequestToken, RequestTracker};
 pub use size::{Size, format_size, parse_size};
 
 /// The crate version, as `mw_version()` and every binding report it.

@@ -1,0 +1,714 @@
+//! Per-request memory measurement for every middleware (DESIGN §4 "Middleware and tracker").
+//!
+//! `begin(route)` reads memory, `end(token)` reads it again and gives a [`RequestReport`]:
+//! start, end, peak, delta, duration, and how many other requests were in flight during it.
+//! Process memory is shared by every request the process serves at once, so when requests
+//! overlap their figures cannot be attributed to one of them; the report says how many
+//! overlapped instead of pretending. Analytics are kept per route *template*, never per raw
+//! path, with a cap on the number of routes (the rest go into `"other"`).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::ConfigReader;
+use crate::error::{Error, Result};
+use crate::probe::ProcessProbe;
+
+const MIB: f64 = 1_048_576.0;
+/// Samples kept per route for the percentiles (reservoir sampling: uniform over all requests).
+pub const RESERVOIR: usize = 256;
+/// The route analytics put every route into once `max_routes` distinct templates are known.
+pub const OTHER_ROUTE: &str = "other";
+
+/// The seed's `detailed_tracking` keys. Accepted and recorded; the core has no allocator
+/// hooks, so only a host that offers allocation tracking (Python `tracemalloc`) acts on them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DetailedTracking {
+    pub enabled: bool,
+    pub track_allocations: bool,
+    pub track_deallocations: bool,
+    pub include_stack_traces: bool,
+}
+
+/// The middleware's options as the seed writes them.
+#[derive(Debug, Clone)]
+pub struct RequestConfig {
+    pub enabled: bool,
+    pub track_peak: bool,
+    pub log_high_usage: bool,
+    /// Growth during a request (peak minus start) above this many MiB makes it high-usage.
+    pub threshold_mb: f64,
+    pub detailed_tracking: DetailedTracking,
+    pub include_headers: bool,
+    pub log_file: Option<PathBuf>,
+    pub sample_rate: f64,
+    pub random_seed: Option<u64>,
+    /// Distinct route templates kept before the rest go into `"other"`.
+    pub max_routes: usize,
+    /// For `X-Memory-Limit`; `None`: the cgroup limit, else physical memory.
+    pub memory_limit: Option<u64>,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        RequestConfig {
+            enabled: true,
+            track_peak: true,
+            log_high_usage: true,
+            threshold_mb: 50.0,
+            detailed_tracking: DetailedTracking::default(),
+            include_headers: true,
+            log_file: None,
+            sample_rate: 1.0,
+            random_seed: None,
+            max_routes: 200,
+            memory_limit: None,
+        }
+    }
+}
+
+const KEYS: &[&str] = &[
+    "enabled",
+    "track_peak",
+    "log_high_usage",
+    "threshold_mb",
+    "detailed_tracking",
+    "track_allocations",
+    "track_deallocations",
+    "include_stack_traces",
+    "include_headers",
+    "log_file",
+    "sample_rate",
+    "random_seed",
+    "max_routes",
+    "memory_limit",
+];
+
+impl RequestConfig {
+    /// Reads the seed's options. `detailed_tracking` is `true`/`false` or an object with
+    /// `track_allocations`, `track_deallocations`, `include_stack_traces` (the seed also writes
+    /// those three at the top level; both are accepted).
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let r = ConfigReader::new("MemoryTrackingMiddleware", v, KEYS)?;
+        let d = RequestConfig::default();
+        let mut detailed = DetailedTracking::default();
+        match r.get("detailed_tracking") {
+            None => {}
+            Some(Value::Bool(b)) => detailed.enabled = *b,
+            Some(obj @ Value::Object(_)) => {
+                let dr = ConfigReader::new(
+                    "MemoryTrackingMiddleware detailed_tracking",
+                    obj,
+                    &["enabled", "track_allocations", "track_deallocations", "include_stack_traces"],
+                )?;
+                detailed.enabled = dr.bool("enabled", true)?;
+                detailed.track_allocations = dr.bool("track_allocations", false)?;
+                detailed.track_deallocations = dr.bool("track_deallocations", false)?;
+                detailed.include_stack_traces = dr.bool("include_stack_traces", false)?;
+            }
+            Some(_) => return Err(r.bad("detailed_tracking", "true, false or an object")),
+        }
+        detailed.track_allocations |= r.bool("track_allocations", false)?;
+        detailed.track_deallocations |= r.bool("track_deallocations", false)?;
+        detailed.include_stack_traces |= r.bool("include_stack_traces", false)?;
+        let memory_limit = match r.get("memory_limit") {
+            None => None,
+            Some(Value::String(s)) => match crate::size::parse_size(s)? {
+                crate::Size::Bytes(b) => Some(b),
+                crate::Size::Unlimited => None,
+            },
+            Some(v) => Some(v.as_u64().ok_or_else(|| r.bad("memory_limit", "bytes or a size such as '512M'"))?),
+        };
+        Ok(RequestConfig {
+            enabled: r.bool("enabled", d.enabled)?,
+            track_peak: r.bool("track_peak", d.track_peak)?,
+            log_high_usage: r.bool("log_high_usage", d.log_high_usage)?,
+            threshold_mb: r.f64("threshold_mb", d.threshold_mb, "a number of MB >= 0", |x| x >= 0.0)?,
+            detailed_tracking: detailed,
+            include_headers: r.bool("include_headers", d.include_headers)?,
+            log_file: r.str("log_file")?.map(PathBuf::from),
+            sample_rate: r.f64("sample_rate", d.sample_rate, "a number from 0 to 1", |x| (0.0..=1.0).contains(&x))?,
+            random_seed: r.u64("random_seed")?,
+            max_routes: match r.u64("max_routes")? {
+                Some(0) => return Err(r.bad("max_routes", "a whole number >= 1")),
+                Some(n) => n as usize,
+                None => d.max_routes,
+            },
+            memory_limit,
+        })
+    }
+}
+
+/// A request in flight, from `begin` to `end`.
+#[derive(Debug, Clone)]
+pub struct RequestToken {
+    route: String,
+    start_bytes: u64,
+    start_hwm: u64,
+    started: Instant,
+    begin_seq: u64,
+    in_flight_at_start: u64,
+}
+
+impl RequestToken {
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+    pub fn start_bytes(&self) -> u64 {
+        self.start_bytes
+    }
+}
+
+/// One measured request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestReport {
+    pub route: String,
+    pub start_bytes: u64,
+    pub end_bytes: u64,
+    /// The highest reading known during the request: the host's peak when it gave one; for the
+    /// process, the resident high-water mark when it rose during the request, else max(start, end).
+    pub peak_bytes: u64,
+    pub delta_bytes: i64,
+    pub duration_ms: f64,
+    /// Other requests in flight at some time during this one (their memory is in these figures too).
+    pub overlapped: u32,
+    pub high_usage: bool,
+}
+
+/// Called for every high-usage request; an `Err` is logged and counted, never fails the request.
+pub type HighUsageHandler = Arc<dyn Fn(&RequestReport) -> std::result::Result<(), String> + Send + Sync>;
+
+#[derive(Default)]
+struct RouteStats {
+    count: u64,
+    high_usage: u64,
+    overlapped: u64,
+    duration_sum_ms: f64,
+    duration_max_ms: f64,
+    delta_max: i64,
+    peak_max: u64,
+    deltas: Vec<i64>,
+    peaks: Vec<u64>,
+}
+
+struct Analytics {
+    routes: HashMap<String, RouteStats>,
+    /// Distinct templates that were folded into "other" (counted, not kept).
+    overflowed: u64,
+}
+
+/// Measures requests and aggregates them per route template. Share it between threads.
+pub struct RequestTracker {
+    cfg: RequestConfig,
+    probe: Option<ProcessProbe>,
+    limit_bytes: u64,
+    rng: AtomicU64,
+    in_flight: AtomicU64,
+    begun: AtomicU64,
+    sampled_out: AtomicU64,
+    handler_errors: AtomicU64,
+    analytics: Mutex<Analytics>,
+    handler: RwLock<Option<HighUsageHandler>>,
+}
+
+fn splitmix(z: u64) -> u64 {
+    let mut z = z;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+    format!("high-usage handler panicked: {}", msg.unwrap_or_else(|| "unknown panic".into()))
+}
+
+fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+impl RequestTracker {
+    /// A tracker from the seed's options as JSON (`null` for defaults).
+    pub fn from_json(v: &Value) -> Result<Self> {
+        Self::new(RequestConfig::from_json(v)?)
+    }
+
+    pub fn new(cfg: RequestConfig) -> Result<Self> {
+        let seed = cfg.random_seed.unwrap_or_else(|| {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
+        });
+        let limit_bytes = cfg.memory_limit.unwrap_or_else(|| {
+            crate::probe::cgroup_limit().map(|(b, _)| b).unwrap_or_else(crate::probe::physical_memory)
+        });
+        Ok(RequestTracker {
+            probe: ProcessProbe::new().ok(),
+            limit_bytes,
+            rng: AtomicU64::new(seed),
+            in_flight: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+            sampled_out: AtomicU64::new(0),
+            handler_errors: AtomicU64::new(0),
+            analytics: Mutex::new(Analytics { routes: HashMap::new(), overflowed: 0 }),
+            handler: RwLock::new(None),
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &RequestConfig {
+        &self.cfg
+    }
+
+    /// The next number of the seeded generator (splitmix64 over an atomic counter).
+    fn next_u64(&self) -> u64 {
+        splitmix(self.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15))
+    }
+
+    fn sampled(&self) -> bool {
+        if !self.cfg.enabled {
+            return false;
+        }
+        if self.cfg.sample_rate >= 1.0 {
+            return true;
+        }
+        let hit = ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < self.cfg.sample_rate;
+        if !hit {
+            self.sampled_out.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    fn hwm(&self) -> u64 {
+        if !self.cfg.track_peak {
+            return 0;
+        }
+        self.probe.as_ref().and_then(|p| p.peak_bytes().ok()).unwrap_or(0)
+    }
+
+    /// Starts measuring a request of `route_template` (`"GET /users/{id}"`, never the raw path)
+    /// with the process's resident memory. `None` when disabled or not sampled.
+    pub fn begin(&self, route_template: &str) -> Result<Option<RequestToken>> {
+        if !self.sampled() {
+            return Ok(None);
+        }
+        let probe = self.probe.as_ref().ok_or_else(|| {
+            Error::new(crate::ErrorKind::Unsupported, "no process probe on this system: use begin_with")
+        })?;
+        let bytes = probe.current_bytes()?;
+        let hwm = self.hwm();
+        Ok(Some(self.start(route_template, bytes, hwm)))
+    }
+
+    /// As `begin`, with the host's own reading (PHP's `memory_get_usage()`).
+    pub fn begin_with(&self, route_template: &str, bytes: u64) -> Option<RequestToken> {
+        if !self.sampled() {
+            return None;
+        }
+        Some(self.start(route_template, bytes, 0))
+    }
+
+    fn start(&self, route: &str, bytes: u64, hwm: u64) -> RequestToken {
+        let in_flight_at_start = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let begin_seq = self.begun.fetch_add(1, Ordering::AcqRel);
+        RequestToken {
+            route: route.to_owned(),
+            start_bytes: bytes,
+            start_hwm: hwm,
+            started: Instant::now(),
+            begin_seq,
+            in_flight_at_start,
+        }
+    }
+
+    /// Ends a request measured with the process probe.
+    pub fn end(&self, token: RequestToken) -> Result<RequestReport> {
+        let bytes = match self.probe.as_ref().map(|p| p.current_bytes()) {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+            None => token.start_bytes,
+        };
+        let hwm = self.hwm();
+        let peak = if self.cfg.track_peak && hwm > token.start_hwm { hwm } else { 0 };
+        Ok(self.finish(token, bytes, peak))
+    }
+
+    /// Ends a request with the host's readings: memory now and the peak during the request
+    /// (PHP's `memory_get_peak_usage()` after `memory_reset_peak_usage()` at begin); 0 if unknown.
+    pub fn end_with(&self, token: RequestToken, bytes: u64, peak: u64) -> RequestReport {
+        self.finish(token, bytes, peak)
+    }
+
+    fn finish(&self, t: RequestToken, end_bytes: u64, peak: u64) -> RequestReport {
+        let duration_ms = t.started.elapsed().as_secs_f64() * 1000.0;
+        let begun_during = self.begun.load(Ordering::Acquire).saturating_sub(t.begin_seq + 1);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let overlapped = (t.in_flight_at_start + begun_during).min(u32::MAX as u64) as u32;
+        let peak_bytes = peak.max(t.start_bytes).max(end_bytes);
+        let growth = peak_bytes - t.start_bytes;
+        let high_usage = growth as f64 > self.cfg.threshold_mb * MIB;
+        let report = RequestReport {
+            route: t.route,
+            start_bytes: t.start_bytes,
+            end_bytes,
+            peak_bytes,
+            delta_bytes: end_bytes as i64 - t.start_bytes as i64,
+            duration_ms,
+            overlapped,
+            high_usage,
+        };
+        self.record(&report);
+        if high_usage {
+            self.on_high_usage(&report);
+        }
+        report
+    }
+
+    fn record(&self, r: &RequestReport) {
+        let slot = self.next_u64();
+        let mut a = self.analytics.lock();
+        let known = a.routes.contains_key(&r.route);
+        let key = if known || a.routes.len() < self.cfg.max_routes.saturating_sub(1) {
+            r.route.as_str()
+        } else {
+            if !a.routes.contains_key(OTHER_ROUTE) || r.route != OTHER_ROUTE {
+                a.overflowed += 1;
+            }
+            OTHER_ROUTE
+        };
+        let s = match a.routes.get_mut(key) {
+            Some(s) => s,
+            None => a.routes.entry(key.to_owned()).or_default(),
+        };
+        s.count += 1;
+        s.high_usage += r.high_usage as u64;
+        s.overlapped += (r.overlapped > 0) as u64;
+        s.duration_sum_ms += r.duration_ms;
+        s.duration_max_ms = s.duration_max_ms.max(r.duration_ms);
+        s.delta_max = if s.count == 1 { r.delta_bytes } else { s.delta_max.max(r.delta_bytes) };
+        s.peak_max = s.peak_max.max(r.peak_bytes);
+        if s.deltas.len() < RESERVOIR {
+            s.deltas.push(r.delta_bytes);
+            s.peaks.push(r.peak_bytes);
+        } else {
+            // Algorithm R: keep each of the `count` requests with probability RESERVOIR/count.
+            let j = (slot % s.count) as usize;
+            if j < RESERVOIR {
+                s.deltas[j] = r.delta_bytes;
+                s.peaks[j] = r.peak_bytes;
+            }
+        }
+    }
+
+    fn on_high_usage(&self, r: &RequestReport) {
+        let handler = self.handler.read().clone();
+        if let Some(h) = handler {
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(r)))
+                .unwrap_or_else(|p| Err(panic_text(&*p)));
+            if let Err(e) = res {
+                self.handler_errors.fetch_add(1, Ordering::Relaxed);
+                self.log_line(&json!({"event": "handler_error", "route": r.route, "error": e}));
+            }
+        }
+        if self.cfg.log_high_usage {
+            self.log_line(&json!({
+                "event": "high_memory_usage",
+                "route": r.route,
+                "usage_mb": r.end_bytes as f64 / MIB,
+                "peak_mb": r.peak_bytes as f64 / MIB,
+                "delta_mb": r.delta_bytes as f64 / MIB,
+                "duration_ms": r.duration_ms,
+                "overlapped": r.overlapped,
+                "threshold_mb": self.cfg.threshold_mb,
+            }));
+        }
+    }
+
+    /// Appends one JSON line to `log_file`, or writes it to stderr without one.
+    fn log_line(&self, v: &Value) {
+        let line = format!("{v}\n");
+        match &self.cfg.log_file {
+            Some(path) => {
+                let ok = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(line.as_bytes()));
+                if let Err(e) = ok {
+                    eprintln!("memwarden: cannot append to {}: {e}: {line}", path.display());
+                }
+            }
+            None => eprint!("memwarden: {line}"),
+        }
+    }
+
+    /// Sets (or with `None` clears) the high-usage handler.
+    pub fn set_high_usage_handler(&self, h: Option<HighUsageHandler>) {
+        *self.handler.write() = h;
+    }
+
+    /// The limit reported as `X-Memory-Limit`.
+    pub fn limit_bytes(&self) -> u64 {
+        self.limit_bytes
+    }
+
+    /// `X-Memory-Usage`, `X-Memory-Peak`, `X-Memory-Limit` (MiB, one decimal, as the seed) and
+    /// `X-Memory-Efficiency` (end / peak, percent). Empty when `include_headers` is false.
+    pub fn headers(&self, r: &RequestReport) -> Vec<(&'static str, String)> {
+        if !self.cfg.include_headers {
+            return Vec::new();
+        }
+        let eff = if r.peak_bytes == 0 { 100.0 } else { r.end_bytes as f64 / r.peak_bytes as f64 * 100.0 };
+        vec![
+            ("X-Memory-Usage", format!("{:.1}", r.end_bytes as f64 / MIB)),
+            ("X-Memory-Peak", format!("{:.1}", r.peak_bytes as f64 / MIB)),
+            ("X-Memory-Limit", format!("{:.1}", self.limit_bytes as f64 / MIB)),
+            ("X-Memory-Efficiency", format!("{eff:.1}")),
+        ]
+    }
+
+    /// Requests begun and not yet ended.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Per-route aggregates as JSON: `routes` (by template: `count`, `high_usage`,
+    /// `overlapped`, `overlapped_share`, `delta_bytes` / `peak_bytes` `{p50, p95, max}`,
+    /// `duration_ms` `{avg, max}`), plus `in_flight`, `sampled_out`, `handler_errors`,
+    /// `max_routes`, `overflowed_routes` and a `note` on attribution.
+    pub fn analytics(&self) -> Value {
+        let a = self.analytics.lock();
+        let mut routes = serde_json::Map::new();
+        for (name, s) in &a.routes {
+            let mut d = s.deltas.clone();
+            d.sort_unstable();
+            let mut p = s.peaks.clone();
+            p.sort_unstable();
+            routes.insert(
+                name.clone(),
+                json!({
+                    "count": s.count,
+                    "high_usage": s.high_usage,
+                    "overlapped": s.overlapped,
+                    "overlapped_share": if s.count == 0 { 0.0 } else { s.overlapped as f64 / s.count as f64 },
+                    "delta_bytes": {"p50": percentile(&d, 0.5), "p95": percentile(&d, 0.95), "max": s.delta_max},
+                    "peak_bytes": {"p50": percentile(&p, 0.5), "p95": percentile(&p, 0.95), "max": s.peak_max},
+                    "duration_ms": {
+                        "avg": if s.count == 0 { 0.0 } else { s.duration_sum_ms / s.count as f64 },
+                        "max": s.duration_max_ms,
+                    },
+                }),
+            );
+        }
+        json!({
+            "routes": routes,
+            "in_flight": self.in_flight(),
+            "sampled_out": self.sampled_out.load(Ordering::Relaxed),
+            "handler_errors": self.handler_errors.load(Ordering::Relaxed),
+            "max_routes": self.cfg.max_routes,
+            "overflowed_routes": a.overflowed,
+            "sample_rate": self.cfg.sample_rate,
+            "note": "figures are the process's memory; a request that overlapped others also carries their memory",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker(v: Value) -> RequestTracker {
+        RequestTracker::from_json(&v).unwrap()
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        for (v, key) in [
+            (json!({"sample_rate": 1.5}), "sample_rate"),
+            (json!({"sample_rate": -0.1}), "sample_rate"),
+            (json!({"threshold_mb": -1}), "threshold_mb"),
+            (json!({"detailed_tracking": 3}), "detailed_tracking"),
+            (json!({"max_routes": 0}), "max_routes"),
+        ] {
+            let e = RequestTracker::from_json(&v).err().unwrap();
+            assert!(e.message().contains(key), "{e}");
+        }
+        let e = RequestTracker::from_json(&json!({"sample_rat": 1})).err().unwrap();
+        assert!(e.message().contains("did you mean 'sample_rate'"), "{e}");
+    }
+
+    #[test]
+    fn seed_options_and_detailed_tracking_are_recorded() {
+        let t = tracker(json!({"enabled": true, "track_peak": true, "log_high_usage": true, "threshold_mb": 50,
+            "detailed_tracking": true, "track_allocations": true, "track_deallocations": true,
+            "include_stack_traces": false, "include_headers": true, "log_file": "memory.log", "sample_rate": 1.0}));
+        let d = &t.config().detailed_tracking;
+        assert!(d.enabled && d.track_allocations && d.track_deallocations && !d.include_stack_traces);
+        let t = tracker(json!({"detailed_tracking": {"track_allocations": true, "include_stack_traces": true}}));
+        let d = &t.config().detailed_tracking;
+        assert!(d.enabled && d.track_allocations && !d.track_deallocations && d.include_stack_traces);
+    }
+
+    #[test]
+    fn sampling_is_repeatable_with_a_seed_and_near_the_rate() {
+        let run = || {
+            let t = tracker(json!({"sample_rate": 0.3, "random_seed": 42}));
+            (0..2000).map(|_| t.begin_with("GET /", 1).map(|k| t.end_with(k, 1, 1)).is_some()).collect::<Vec<_>>()
+        };
+        let a = run();
+        assert_eq!(a, run());
+        let hits = a.iter().filter(|x| **x).count();
+        assert!((500..700).contains(&hits), "{hits}");
+        let t = tracker(json!({"sample_rate": 0.0}));
+        assert!(t.begin_with("GET /", 1).is_none());
+        let t = tracker(json!({"enabled": false}));
+        assert!(t.begin("GET /").unwrap().is_none());
+    }
+
+    #[test]
+    fn overlap_counts_concurrent_requests() {
+        let t = tracker(json!({}));
+        let a = t.begin_with("A", 100).unwrap();
+        let b = t.begin_with("B", 100).unwrap();
+        assert_eq!(t.in_flight(), 2);
+        let rb = t.end_with(b, 150, 0);
+        let c = t.begin_with("C", 100).unwrap();
+        let rc = t.end_with(c, 100, 0);
+        let ra = t.end_with(a, 200, 250);
+        assert_eq!((ra.overlapped, rb.overlapped, rc.overlapped), (2, 1, 1));
+        let d = t.begin_with("D", 1).unwrap();
+        assert_eq!(t.end_with(d, 1, 0).overlapped, 0);
+        assert_eq!(ra.peak_bytes, 250);
+        assert_eq!(rb.peak_bytes, 150);
+        assert_eq!(ra.delta_bytes, 100);
+        assert_eq!(t.in_flight(), 0);
+        let an = t.analytics();
+        assert_eq!(an["routes"]["A"]["overlapped_share"], 1.0);
+        assert_eq!(an["routes"]["D"]["overlapped_share"], 0.0);
+    }
+
+    #[test]
+    fn overlap_with_two_threads() {
+        let t = Arc::new(tracker(json!({})));
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (t, b) = (t.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let k = t.begin("GET /x").unwrap().unwrap();
+                    b.wait();
+                    t.end(k).unwrap()
+                })
+            })
+            .collect();
+        for h in hs {
+            assert_eq!(h.join().unwrap().overlapped, 1);
+        }
+    }
+
+    #[test]
+    fn analytics_are_bounded_per_template() {
+        let t = tracker(json!({"max_routes": 3}));
+        for i in 0..50 {
+            let k = t.begin_with(&format!("GET /r{i}"), 0).unwrap();
+            t.end_with(k, 10, 0);
+        }
+        let a = t.analytics();
+        let routes = a["routes"].as_object().unwrap();
+        assert_eq!(routes.len(), 3, "{a}");
+        assert_eq!(routes[OTHER_ROUTE]["count"], 48);
+        assert_eq!(a["overflowed_routes"], 48);
+        // a known route keeps its own entry
+        let k = t.begin_with("GET /r0", 0).unwrap();
+        t.end_with(k, 10, 0);
+        assert_eq!(t.analytics()["routes"]["GET /r0"]["count"], 2);
+    }
+
+    #[test]
+    fn percentiles_are_sane() {
+        let t = tracker(json!({"random_seed": 1}));
+        for i in 1..=1000u64 {
+            let k = t.begin_with("GET /p", 0).unwrap();
+            t.end_with(k, i, i * 2);
+        }
+        let a = t.analytics();
+        let d = &a["routes"]["GET /p"]["delta_bytes"];
+        let (p50, p95) = (d["p50"].as_i64().unwrap(), d["p95"].as_i64().unwrap());
+        assert_eq!(d["max"], 1000);
+        assert!((350..650).contains(&p50), "{d}");
+        assert!((880..=1000).contains(&p95), "{d}");
+        assert!(p50 < p95);
+        assert_eq!(a["routes"]["GET /p"]["peak_bytes"]["max"], 2000);
+        assert_eq!(percentile(&[1, 2, 3, 4], 0.5), Some(2));
+        assert_eq!(percentile::<u64>(&[], 0.5), None);
+    }
+
+    #[test]
+    fn high_usage_calls_the_handler_and_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("memory.log");
+        let t = tracker(json!({"threshold_mb": 1, "log_file": log.to_str().unwrap()}));
+        let seen = Arc::new(AtomicU64::new(0));
+        let s = seen.clone();
+        t.set_high_usage_handler(Some(Arc::new(move |r: &RequestReport| {
+            s.fetch_add(1, Ordering::SeqCst);
+            if r.route == "boom" { Err("handler failed".into()) } else { Ok(()) }
+        })));
+        let k = t.begin_with("small", 0).unwrap();
+        assert!(!t.end_with(k, 1 << 20, 0).high_usage);
+        let k = t.begin_with("big", 0).unwrap();
+        assert!(t.end_with(k, 0, 3 << 20).high_usage, "peak growth counts");
+        let k = t.begin_with("boom", 0).unwrap();
+        assert!(t.end_with(k, 5 << 20, 0).high_usage);
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().filter(|l| l.contains("high_memory_usage")).count(), 2, "{text}");
+        assert!(text.contains("handler failed"));
+        assert_eq!(t.analytics()["handler_errors"], 1);
+        assert_eq!(t.analytics()["routes"]["big"]["high_usage"], 1);
+    }
+
+    #[test]
+    fn headers_follow_the_seed() {
+        let t = tracker(json!({"memory_limit": "128M"}));
+        let k = t.begin_with("GET /", 40 << 20).unwrap();
+        let r = t.end_with(k, 45 << 20, 50 << 20);
+        let h = t.headers(&r);
+        assert_eq!(
+            h,
+            vec![
+                ("X-Memory-Usage", "45.0".to_string()),
+                ("X-Memory-Peak", "50.0".to_string()),
+                ("X-Memory-Limit", "128.0".to_string()),
+                ("X-Memory-Efficiency", "90.0".to_string()),
+            ]
+        );
+        assert!(tracker(json!({"include_headers": false})).headers(&r).is_empty());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_readings() {
+        let t = tracker(json!({}));
+        let k = t.begin("GET /").unwrap().unwrap();
+        let v = vec![1u8; 8 << 20];
+        std::hint::black_box(&v);
+        let r = t.end(k).unwrap();
+        assert!(r.start_bytes > 0 && r.end_bytes > 0 && r.peak_bytes >= r.end_bytes.max(r.start_bytes));
+        assert!(r.duration_ms >= 0.0);
+    }
+}
