@@ -21,6 +21,7 @@ pub mod probe;
 pub mod request;
 pub mod size;
 pub mod stats;
+pub mod tracker;
 
 #[cfg(feature = "alert")]
 pub use alert::{AlertConfig, AlertEvent, MemoryAlertingService};
@@ -37,6 +38,7 @@ pub use pool::{Lease, Pool, PoolBuilder, PoolConfig, PoolStats};
 pub use probe::LimitOrigin;
 pub use request::{RequestConfig, RequestReport, RequestToken, RequestTracker};
 pub use size::{Size, format_size, parse_size};
+pub use tracker::{CleanupReport, ResourceStats, ResourceTracker, TrackerConfig, TrackerEvent};
 
 /// The crate version, as `mw_version()` and every binding report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
