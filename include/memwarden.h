@@ -163,6 +163,10 @@ typedef struct mw_manager mw_manager;
 // (destroy), refill (create) and leak reports also run on the library's pool thread.
 typedef struct mw_pool mw_pool;
 
+// A request tracker. Create with `mw_request_new`, free with `mw_request_free`. Thread-safe:
+// requests may begin and end on any threads.
+typedef struct mw_request mw_request;
+
 // One request's scoped instances. Create with `mw_container_create_scope`, free with
 // `mw_scope_free` (which disposes it).
 typedef struct mw_scope mw_scope;
@@ -176,6 +180,9 @@ typedef struct mw_scope mw_scope;
 // runs on the calling thread; calling the same iterator from inside it returns
 // `MW_STATUS_INVALID_ARGUMENT`.
 typedef struct mw_streaming mw_streaming;
+
+// A resource tracker. Create with `mw_tracker_new`, free with `mw_tracker_free`. Thread-safe.
+typedef struct mw_tracker mw_tracker;
 
 // Called on the library's delivery thread with one event as a JSON object; `event_json` is
 // valid only during the call. Must not call `mw_alert_free` on the same service.
@@ -916,6 +923,90 @@ mw_status mw_manager_add_pool(mw_manager *manager,
                               const char *name,
                               int32_t priority,
                               mw_pool *pool);
+
+// Creates a request tracker from the seed's options (`enabled`, `track_peak`,
+// `log_high_usage`, `threshold_mb`, `detailed_tracking`, `include_headers`, `log_file`,
+// `sample_rate` in [0, 1], `random_seed`, `max_routes`, `memory_limit`); NULL or `""` for
+// defaults. A bad value returns `MW_STATUS_INVALID_CONFIG` naming the key.
+mw_status mw_request_new(const char *config_json, mw_request **out);
+
+// Frees the tracker (and any requests begun and never ended). NULL is a no-op.
+void mw_request_free(mw_request *tracker);
+
+// Begins a request of `route` (a route TEMPLATE such as `"GET /users/{id}"`, never the raw
+// path: analytics are kept per template) with this process's resident memory. Writes the
+// token to `*token_out`: 0 when the request is not measured (disabled or not sampled); pass
+// it to `mw_request_end` either way.
+mw_status mw_request_begin(mw_request *t, const char *route, uint64_t *token_out);
+
+// As `mw_request_begin`, with your own reading of memory in bytes (PHP's `memory_get_usage()`).
+mw_status mw_request_begin_with(mw_request *t,
+                                const char *route,
+                                uint64_t bytes,
+                                uint64_t *token_out);
+
+// Ends a request. Token 0 (not measured) writes `null`. Otherwise `*report_json_out` gets
+// `route`, `start_bytes`, `end_bytes`, `peak_bytes`, `delta_bytes`, `duration_ms`,
+// `overlapped` (other requests in flight during it), `high_usage` and `headers`
+// (`X-Memory-Usage`, ... unless `include_headers` is false). Free it with `mw_string_free`.
+// An unknown or already ended token returns `MW_STATUS_INVALID_ARGUMENT`.
+mw_status mw_request_end(mw_request *t, uint64_t token, char **report_json_out);
+
+// As `mw_request_end`, with your own readings: memory now and the peak during the request
+// (0 when unknown).
+mw_status mw_request_end_with(mw_request *t,
+                              uint64_t token,
+                              uint64_t bytes,
+                              uint64_t peak_bytes,
+                              char **report_json_out);
+
+// The analytics per route template as JSON (`routes` with `count`, `high_usage`,
+// `overlapped`, `overlapped_share`, `delta_bytes` / `peak_bytes` `{p50, p95, max}`,
+// `duration_ms`; `in_flight`, `sampled_out`, `max_routes`, `overflowed_routes`, `note`).
+mw_status mw_request_analytics(mw_request *t, char **json_out);
+
+// Creates a tracker. `config_json` (NULL or `""` for defaults) has Streamflow's keys:
+// `maxMemoryUsage` (bytes, 100 MiB), `cleanupInterval` (ms, 30000), `enableAutoCleanup`
+// (false), `thresholds` `{warning: 0.7, critical: 0.9}` (fractions of maxMemoryUsage),
+// `resourceTracking` `{enabled, detailed, metadata}`; snake_case aliases accepted. The
+// cleanup thread runs only with `enableAutoCleanup` and `cleanupInterval` > 0.
+mw_status mw_tracker_new(const char *config_json, mw_tracker **out);
+
+// Stops the cleanup thread and frees the tracker. NULL is a no-op.
+void mw_tracker_free(mw_tracker *tracker);
+
+// Tracks a resource of `type` and `size` bytes with `metadata_json` (a JSON value; NULL for
+// `{}`); writes its id (>= 1; 0 when `resourceTracking.enabled` is false) to `*id_out`.
+// Malformed metadata returns `MW_STATUS_INVALID_ARGUMENT`.
+mw_status mw_tracker_track(mw_tracker *t,
+                           const char *type_,
+                           uint64_t size,
+                           const char *metadata_json,
+                           uint64_t *id_out);
+
+// Releases a resource. An unknown or already released id returns `MW_STATUS_NOT_FOUND` and
+// changes nothing.
+mw_status mw_tracker_release(mw_tracker *t, uint64_t id);
+
+// The host collected the resource without releasing it: removed and counted as leaked
+// (`collected_unreleased`). Errors as `mw_tracker_release`.
+mw_status mw_tracker_mark_collected(mw_tracker *t, uint64_t id);
+
+// One resource as `{type, size, createdAt, metadata}`; `MW_STATUS_NOT_FOUND` when not tracked.
+mw_status mw_tracker_get(mw_tracker *t, uint64_t id, char **json_out);
+
+// Statistics: `totalAllocated`, `activeResources`, `peakMemoryUsage`, `totalTracked`,
+// `maxMemoryUsage`, `usageRatio`, `level`, `byType`, `leaks` (per type: `live`, `released`,
+// `collected_unreleased`, `cleaned_up`), `droppedEvents`.
+mw_status mw_tracker_stats(mw_tracker *t, char **json_out);
+
+// Events since the last poll as a JSON array of `{type, usage, threshold, detail}`; `type` is
+// `memoryWarning`, `memoryCritical` (once per crossing) or `cleanup`.
+mw_status mw_tracker_poll(mw_tracker *t, char **json_out);
+
+// Cleanup: with `enableAutoCleanup`, releases the oldest resources until usage is below the
+// warning threshold. `*json_out` gets `{released_ids, freed_bytes}`: drop those resources.
+mw_status mw_tracker_cleanup(mw_tracker *t, char **json_out);
 
 #ifdef __cplusplus
 }  // extern "C"

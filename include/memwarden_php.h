@@ -72,9 +72,13 @@ typedef struct mw_manager mw_manager;
 
 typedef struct mw_pool mw_pool;
 
+typedef struct mw_request mw_request;
+
 typedef struct mw_scope mw_scope;
 
 typedef struct mw_streaming mw_streaming;
+
+typedef struct mw_tracker mw_tracker;
 
 typedef void (*mw_alert_event_fn)(void *user_data, const char *event_json);
 
@@ -440,4 +444,47 @@ mw_status mw_manager_add_pool(mw_manager *manager,
                               const char *name,
                               int32_t priority,
                               mw_pool *pool);
+
+mw_status mw_request_new(const char *config_json, mw_request **out);
+
+void mw_request_free(mw_request *tracker);
+
+mw_status mw_request_begin(mw_request *t, const char *route, uint64_t *token_out);
+
+mw_status mw_request_begin_with(mw_request *t,
+                                const char *route,
+                                uint64_t bytes,
+                                uint64_t *token_out);
+
+mw_status mw_request_end(mw_request *t, uint64_t token, char **report_json_out);
+
+mw_status mw_request_end_with(mw_request *t,
+                              uint64_t token,
+                              uint64_t bytes,
+                              uint64_t peak_bytes,
+                              char **report_json_out);
+
+mw_status mw_request_analytics(mw_request *t, char **json_out);
+
+mw_status mw_tracker_new(const char *config_json, mw_tracker **out);
+
+void mw_tracker_free(mw_tracker *tracker);
+
+mw_status mw_tracker_track(mw_tracker *t,
+                           const char *type_,
+                           uint64_t size,
+                           const char *metadata_json,
+                           uint64_t *id_out);
+
+mw_status mw_tracker_release(mw_tracker *t, uint64_t id);
+
+mw_status mw_tracker_mark_collected(mw_tracker *t, uint64_t id);
+
+mw_status mw_tracker_get(mw_tracker *t, uint64_t id, char **json_out);
+
+mw_status mw_tracker_stats(mw_tracker *t, char **json_out);
+
+mw_status mw_tracker_poll(mw_tracker *t, char **json_out);
+
+mw_status mw_tracker_cleanup(mw_tracker *t, char **json_out);
 

@@ -13,6 +13,8 @@ mod container;
 mod iter;
 mod manager;
 mod pool;
+mod request;
+mod tracker;
 
 use std::ffi::{CString, c_char};
 
@@ -23,6 +25,8 @@ pub use container::*;
 pub use iter::*;
 pub use manager::*;
 pub use pool::*;
+pub use request::*;
+pub use tracker::*;
 
 use boundary::{boundary, boundary_void, need_out, out_string, str_arg, write_out};
 

@@ -1,0 +1,153 @@
+//! `mw_tracker_*`: Streamflow's ResourceTracker (core::tracker) through the C ABI.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use memwarden_core::{ResourceTracker, config};
+use serde_json::Value;
+
+use crate::boundary::{
+    FfiError, FfiResult, boundary, boundary_void, free_handle, get_handle, mw_status, need_out, new_handle, out_string,
+    str_arg, write_out,
+};
+
+/// A resource tracker. Create with `mw_tracker_new`, free with `mw_tracker_free`. Thread-safe.
+pub struct mw_tracker {
+    inner: ResourceTracker,
+}
+
+fn tracker(p: *const mw_tracker) -> FfiResult<Arc<mw_tracker>> {
+    get_handle(p, "tracker")
+}
+
+unsafe fn json_arg(p: *const c_char, arg: &str, component: &str) -> FfiResult<Value> {
+    if p.is_null() {
+        return Ok(Value::Null);
+    }
+    // Safety: NUL-terminated per the contract.
+    Ok(config::parse_json(component, unsafe { str_arg(p, arg) }?)?)
+}
+
+/// Creates a tracker. `config_json` (NULL or `""` for defaults) has Streamflow's keys:
+/// `maxMemoryUsage` (bytes, 100 MiB), `cleanupInterval` (ms, 30000), `enableAutoCleanup`
+/// (false), `thresholds` `{warning: 0.7, critical: 0.9}` (fractions of maxMemoryUsage),
+/// `resourceTracking` `{enabled, detailed, metadata}`; snake_case aliases accepted. The
+/// cleanup thread runs only with `enableAutoCleanup` and `cleanupInterval` > 0.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_new(config_json: *const c_char, out: *mut *mut mw_tracker) -> mw_status {
+    boundary(|| {
+        need_out(out, "out")?;
+        // Safety: NULL or NUL-terminated per the contract.
+        let v = unsafe { json_arg(config_json, "config_json", "ResourceTracker") }?;
+        let h = new_handle(mw_tracker { inner: ResourceTracker::from_json(&v)? });
+        // Safety: checked non-NULL above.
+        unsafe { write_out(out, "out", h) }
+    })
+}
+
+/// Stops the cleanup thread and frees the tracker. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn mw_tracker_free(tracker: *mut mw_tracker) {
+    boundary_void(|| free_handle(tracker));
+}
+
+/// Tracks a resource of `type` and `size` bytes with `metadata_json` (a JSON value; NULL for
+/// `{}`); writes its id (>= 1; 0 when `resourceTracking.enabled` is false) to `*id_out`.
+/// Malformed metadata returns `MW_STATUS_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_track(
+    t: *mut mw_tracker,
+    type_: *const c_char,
+    size: u64,
+    metadata_json: *const c_char,
+    id_out: *mut u64,
+) -> mw_status {
+    boundary(|| {
+        need_out(id_out, "id_out")?;
+        let t = tracker(t)?;
+        // Safety: NUL-terminated per the contract.
+        let kind = unsafe { str_arg(type_, "type") }?;
+        let meta = if metadata_json.is_null() {
+            Value::Object(Default::default())
+        } else {
+            // Safety: NUL-terminated per the contract.
+            let text = unsafe { str_arg(metadata_json, "metadata_json") }?;
+            serde_json::from_str(text).map_err(|e| {
+                FfiError::new(mw_status::InvalidArgument, format!("metadata_json is not valid JSON: {e}"))
+            })?
+        };
+        let id = t.inner.track_resource(kind, size, meta)?;
+        // Safety: checked non-NULL above.
+        unsafe { write_out(id_out, "id_out", id) }
+    })
+}
+
+/// Releases a resource. An unknown or already released id returns `MW_STATUS_NOT_FOUND` and
+/// changes nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn mw_tracker_release(t: *mut mw_tracker, id: u64) -> mw_status {
+    boundary(|| {
+        tracker(t)?.inner.release_resource(id)?;
+        Ok(())
+    })
+}
+
+/// The host collected the resource without releasing it: removed and counted as leaked
+/// (`collected_unreleased`). Errors as `mw_tracker_release`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mw_tracker_mark_collected(t: *mut mw_tracker, id: u64) -> mw_status {
+    boundary(|| {
+        tracker(t)?.inner.mark_collected(id)?;
+        Ok(())
+    })
+}
+
+fn write_json(out: *mut *mut c_char, v: &Value) -> FfiResult<()> {
+    // Safety: callers checked `out` non-NULL.
+    unsafe { write_out(out, "json_out", out_string(v.to_string())) }
+}
+
+/// One resource as `{type, size, createdAt, metadata}`; `MW_STATUS_NOT_FOUND` when not tracked.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_get(t: *mut mw_tracker, id: u64, json_out: *mut *mut c_char) -> mw_status {
+    boundary(|| {
+        need_out(json_out, "json_out")?;
+        let r = tracker(t)?.inner.get_resource(id).ok_or_else(|| {
+            FfiError::new(mw_status::NotFound, format!("resource {id} is not tracked (unknown or already released)"))
+        })?;
+        write_json(json_out, &r.to_json())
+    })
+}
+
+/// Statistics: `totalAllocated`, `activeResources`, `peakMemoryUsage`, `totalTracked`,
+/// `maxMemoryUsage`, `usageRatio`, `level`, `byType`, `leaks` (per type: `live`, `released`,
+/// `collected_unreleased`, `cleaned_up`), `droppedEvents`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_stats(t: *mut mw_tracker, json_out: *mut *mut c_char) -> mw_status {
+    boundary(|| {
+        need_out(json_out, "json_out")?;
+        write_json(json_out, &tracker(t)?.inner.get_memory_stats())
+    })
+}
+
+/// Events since the last poll as a JSON array of `{type, usage, threshold, detail}`; `type` is
+/// `memoryWarning`, `memoryCritical` (once per crossing) or `cleanup`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_poll(t: *mut mw_tracker, json_out: *mut *mut c_char) -> mw_status {
+    boundary(|| {
+        need_out(json_out, "json_out")?;
+        let ev: Vec<Value> = tracker(t)?.inner.poll_events().iter().map(|e| e.to_json()).collect();
+        write_json(json_out, &Value::Array(ev))
+    })
+}
+
+/// Cleanup: with `enableAutoCleanup`, releases the oldest resources until usage is below the
+/// warning threshold. `*json_out` gets `{released_ids, freed_bytes}`: drop those resources.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_cleanup(t: *mut mw_tracker, json_out: *mut *mut c_char) -> mw_status {
+    boundary(|| {
+        need_out(json_out, "json_out")?;
+        let r = tracker(t)?.inner.cleanup()?;
+        write_json(json_out, &serde_json::json!({"released_ids": r.released_ids, "freed_bytes": r.freed_bytes}))
+    })
+}
