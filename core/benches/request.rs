@@ -20,6 +20,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("memwarden begin+end (no peak)", |b| {
         b.iter(|| std::hint::black_box(t.end(t.begin("GET /users/{id}").unwrap().unwrap()).unwrap()))
     });
+    let t = RequestTracker::from_json(&json!({"random_seed": 1, "sampler_interval_ms": 1})).unwrap();
+    g.bench_function("memwarden begin+end (sampler thread, 1 ms)", |b| {
+        b.iter(|| std::hint::black_box(t.end(t.begin("GET /users/{id}").unwrap().unwrap()).unwrap()))
+    });
+    drop(t);
     let t = RequestTracker::from_json(&json!({"random_seed": 1})).unwrap();
     g.bench_function("memwarden begin_with+end_with (host readings)", |b| {
         b.iter(|| std::hint::black_box(t.end_with(t.begin_with("GET /users/{id}", 1000).unwrap(), 2000, 3000)))

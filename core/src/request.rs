@@ -55,6 +55,10 @@ pub struct RequestConfig {
     pub max_routes: usize,
     /// For `X-Memory-Limit`; `None`: the cgroup limit, else physical memory.
     pub memory_limit: Option<u64>,
+    /// `sampler_interval_ms` > 0: a library thread reads the process every that many ms and
+    /// `begin`/`end` take its last value (no syscall per request; figures up to that old).
+    /// 0 (default): `begin`/`end` read the process themselves (`pread`, ~1 µs each).
+    pub sampler_interval_ms: u64,
 }
 
 impl Default for RequestConfig {
@@ -71,6 +75,7 @@ impl Default for RequestConfig {
             random_seed: None,
             max_routes: 200,
             memory_limit: None,
+            sampler_interval_ms: 0,
         }
     }
 }
@@ -90,6 +95,7 @@ const KEYS: &[&str] = &[
     "random_seed",
     "max_routes",
     "memory_limit",
+    "sampler_interval_ms",
 ];
 
 impl RequestConfig {
@@ -143,6 +149,7 @@ impl RequestConfig {
                 None => d.max_routes,
             },
             memory_limit,
+            sampler_interval_ms: r.u64("sampler_interval_ms")?.unwrap_or(0),
         })
     }
 }
@@ -208,7 +215,8 @@ struct Analytics {
 /// Measures requests and aggregates them per route template. Share it between threads.
 pub struct RequestTracker {
     cfg: RequestConfig,
-    probe: Option<ProcessProbe>,
+    probe: Option<Arc<ProcessProbe>>,
+    sampler: Option<Arc<Sampler>>,
     limit_bytes: u64,
     rng: AtomicU64,
     in_flight: AtomicU64,
@@ -217,6 +225,24 @@ pub struct RequestTracker {
     handler_errors: AtomicU64,
     analytics: Mutex<Analytics>,
     handler: RwLock<Option<HighUsageHandler>>,
+}
+
+/// The last readings of the sampler thread.
+struct Sampler {
+    current: AtomicU64,
+    hwm: AtomicU64,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Sampler {
+    fn read(&self, probe: &ProcessProbe, track_peak: bool) {
+        if let Ok(b) = probe.current_bytes() {
+            self.current.store(b, Ordering::Release);
+        }
+        if track_peak && let Ok(h) = probe.peak_bytes() {
+            self.hwm.store(h, Ordering::Release);
+        }
+    }
 }
 
 fn splitmix(z: u64) -> u64 {
@@ -253,8 +279,32 @@ impl RequestTracker {
         let limit_bytes = cfg.memory_limit.unwrap_or_else(|| {
             crate::probe::cgroup_limit().map(|(b, _)| b).unwrap_or_else(crate::probe::physical_memory)
         });
+        let probe = ProcessProbe::new().ok().map(Arc::new);
+        let sampler = match (&probe, cfg.sampler_interval_ms) {
+            (Some(p), ms) if ms > 0 => {
+                let s = Arc::new(Sampler {
+                    current: AtomicU64::new(0),
+                    hwm: AtomicU64::new(0),
+                    stop: std::sync::atomic::AtomicBool::new(false),
+                });
+                s.read(p, cfg.track_peak);
+                let (s2, p2, peak) = (s.clone(), p.clone(), cfg.track_peak);
+                std::thread::Builder::new()
+                    .name("memwarden-request-sampler".into())
+                    .spawn(move || {
+                        while !s2.stop.load(Ordering::Acquire) {
+                            std::thread::sleep(std::time::Duration::from_millis(ms));
+                            s2.read(&p2, peak);
+                        }
+                    })
+                    .map_err(|e| Error::io("cannot start the request sampler thread", &e))?;
+                Some(s)
+            }
+            _ => None,
+        };
         Ok(RequestTracker {
-            probe: ProcessProbe::new().ok(),
+            probe,
+            sampler,
             limit_bytes,
             rng: AtomicU64::new(seed),
             in_flight: AtomicU64::new(0),
@@ -294,6 +344,9 @@ impl RequestTracker {
         if !self.cfg.track_peak {
             return 0;
         }
+        if let Some(s) = &self.sampler {
+            return s.hwm.load(Ordering::Acquire);
+        }
         self.probe.as_ref().and_then(|p| p.peak_bytes().ok()).unwrap_or(0)
     }
 
@@ -306,7 +359,10 @@ impl RequestTracker {
         let probe = self.probe.as_ref().ok_or_else(|| {
             Error::new(crate::ErrorKind::Unsupported, "no process probe on this system: use begin_with")
         })?;
-        let bytes = probe.current_bytes()?;
+        let bytes = match &self.sampler {
+            Some(s) => s.current.load(Ordering::Acquire),
+            None => probe.current_bytes()?,
+        };
         let hwm = self.hwm();
         Ok(Some(self.start(route_template, bytes, hwm)))
     }
@@ -334,7 +390,10 @@ impl RequestTracker {
 
     /// Ends a request measured with the process probe.
     pub fn end(&self, token: RequestToken) -> Result<RequestReport> {
-        let bytes = match self.probe.as_ref().map(|p| p.current_bytes()) {
+        let bytes = match self.probe.as_ref().map(|p| match &self.sampler {
+            Some(s) => Ok(s.current.load(Ordering::Acquire)),
+            None => p.current_bytes(),
+        }) {
             Some(Ok(b)) => b,
             Some(Err(e)) => {
                 self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -527,6 +586,15 @@ impl RequestTracker {
     }
 }
 
+impl Drop for RequestTracker {
+    fn drop(&mut self) {
+        // The thread sees the flag within one interval and exits; it holds only its own Arcs.
+        if let Some(s) = &self.sampler {
+            s.stop.store(true, Ordering::Release);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,5 +778,9 @@ mod tests {
         let r = t.end(k).unwrap();
         assert!(r.start_bytes > 0 && r.end_bytes > 0 && r.peak_bytes >= r.end_bytes.max(r.start_bytes));
         assert!(r.duration_ms >= 0.0);
+        let t = tracker(json!({"sampler_interval_ms": 1}));
+        let k = t.begin("GET /").unwrap().unwrap();
+        let r = t.end(k).unwrap();
+        assert!(r.start_bytes > 0 && r.end_bytes > 0, "{r:?}");
     }
 }
