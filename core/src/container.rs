@@ -10,8 +10,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock, Weak};
 use std::thread::ThreadId;
 use std::time::Instant;
 
@@ -124,6 +124,9 @@ struct Service<T> {
     teardown: Option<Teardown<T>>,
     /// The cached instance (lazy with cache_instances, singleton).
     instance: ArcSwapOption<T>,
+    /// A singleton's instance again, set once and read without any atomic write by the hot
+    /// path of [`Container::get`]. Kept until the service itself goes (see `Inner::published`).
+    pinned: OnceLock<T>,
     /// Who is building it right now, so others wait (or learn of a cycle).
     building: Mutex<Option<ThreadId>>,
     built: Condvar,
@@ -158,6 +161,16 @@ struct Inner<T> {
     id: u64,
     config: ContainerConfig,
     registry: ArcSwap<Registry<T>>,
+    /// The registry the hot path of `get` reads: a plain pointer load, no reference count.
+    /// Null after every registration until a `get` publishes the current registry again.
+    /// Every registry ever stored here is held by `published` until the container drops, so
+    /// a reader that loaded the pointer just before a registration replaced it still reads
+    /// live memory.
+    fast: AtomicPtr<Registry<T>>,
+    /// The registries `fast` has pointed to, and their total service count (bounded by
+    /// [`FAST_PATH_BUDGET`]; past it `get` stays on the `registry` path).
+    published: Mutex<(Vec<Arc<Registry<T>>>, usize)>,
+    fast_disabled: AtomicBool,
     /// Serialises registrations (resolution never takes it).
     writer: Mutex<()>,
     /// Cached instances in creation order, for disposal.
@@ -249,6 +262,11 @@ fn chain_names(stack: &[Frame], container: u64) -> Vec<String> {
 /// Timing every transient creation would cost two clock reads each; one in this many is timed.
 const TRANSIENT_TIMING_SAMPLE: u64 = 64;
 
+/// How many service entries the registries published for the hot path may hold in all. A
+/// program that registers between gets republishes a whole registry each time; past this it
+/// keeps resolving through the reference-counted registry instead of holding more copies.
+const FAST_PATH_BUDGET: usize = 1 << 16;
+
 impl<T: Clone + Send + Sync + 'static> Container<T> {
     pub fn new(config: ContainerConfig) -> Self {
         Container {
@@ -256,6 +274,9 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 config,
                 registry: ArcSwap::from_pointee(Registry::default()),
+                fast: AtomicPtr::new(std::ptr::null_mut()),
+                published: Mutex::new((Vec::new(), 0)),
+                fast_disabled: AtomicBool::new(false),
                 writer: Mutex::new(()),
                 created_order: Mutex::new(Vec::new()),
                 scopes: Mutex::new(Vec::new()),
@@ -307,6 +328,7 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
             factory,
             teardown,
             instance: ArcSwapOption::empty(),
+            pinned: OnceLock::new(),
             building: Mutex::new(None),
             built: Condvar::new(),
             created: AtomicU64::new(0),
@@ -316,7 +338,7 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
         if next.services.insert(name.into(), service).is_none() {
             next.order.push(name.into());
         }
-        self.inner.registry.store(Arc::new(next));
+        self.store_registry(next);
         Ok(())
     }
 
@@ -345,7 +367,7 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
         }
         let mut next = (*current).clone();
         next.aliases.insert(alias.into(), target.into());
-        self.inner.registry.store(Arc::new(next));
+        self.store_registry(next);
         Ok(())
     }
 
@@ -366,7 +388,7 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
                 list.push(real.as_str().into());
             }
         }
-        self.inner.registry.store(Arc::new(next));
+        self.store_registry(next);
         Ok(())
     }
 
@@ -390,8 +412,65 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
 
     // ---- resolution --------------------------------------------------------
 
+    /// Replaces the registry (under `writer`) and takes the hot path's pointer off it.
+    fn store_registry(&self, next: Registry<T>) {
+        self.inner.registry.store(Arc::new(next));
+        self.inner.fast.store(std::ptr::null_mut(), Ordering::Release);
+    }
+
+    /// Points the hot path at the current registry, unless a registration is under way or
+    /// the budget of published registries is spent.
+    #[cold]
+    fn publish_fast(&self) {
+        if self.inner.fast_disabled.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(_w) = self.inner.writer.try_lock() else { return };
+        if !self.inner.fast.load(Ordering::Acquire).is_null() {
+            return;
+        }
+        let current = self.inner.registry.load_full();
+        let mut published = self.inner.published.lock();
+        if published.1 + current.services.len() > FAST_PATH_BUDGET {
+            self.inner.fast_disabled.store(true, Ordering::Relaxed);
+            return;
+        }
+        published.1 += current.services.len();
+        self.inner.fast.store(Arc::as_ptr(&current).cast_mut(), Ordering::Release);
+        published.0.push(current);
+    }
+
+    /// Calls `f` with the instance of singleton `name` if it has been created, without taking
+    /// a reference or any lock: the hot path of [`Container::get`], for bindings that turn the
+    /// borrowed instance into a host reference themselves. `None` for anything else (not yet
+    /// created, not a singleton, an alias, disposed); `get` resolves those.
+    #[inline]
+    pub fn peek_singleton<R>(&self, name: &str, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let fast = self.inner.fast.load(Ordering::Acquire);
+        if fast.is_null() {
+            self.publish_fast();
+            return None;
+        }
+        // SAFETY: every registry `fast` ever pointed to is held by `inner.published` until
+        // `Inner` drops, and `self` keeps `Inner` alive.
+        let registry = unsafe { &*fast };
+        let v = registry.services.get(name)?.pinned.get()?;
+        if self.inner.disposed.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(f(v))
+    }
+
     /// The instance of `name` (or of the service an alias points to).
+    #[inline]
     pub fn get(&self, name: &str) -> Result<T> {
+        match self.peek_singleton(name, T::clone) {
+            Some(v) => Ok(v),
+            None => self.get_slow(name),
+        }
+    }
+
+    fn get_slow(&self, name: &str) -> Result<T> {
         let registry = self.inner.registry.load();
         let service = match registry.services.get(name) {
             Some(s) => s,
@@ -573,6 +652,9 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
             let arc = Arc::new(v.clone());
             let _building = service.building.lock();
             service.instance.store(Some(arc.clone()));
+            if service.lifetime == Lifetime::Singleton {
+                let _ = service.pinned.set(v.clone());
+            }
             self.inner.created_order.lock().push((service.clone(), arc));
         }
         drop(unmark);
@@ -671,7 +753,8 @@ impl<T: Clone + Send + Sync + 'static> Container<T> {
 
     /// Disposes open scopes, then runs the teardown of every cached instance in reverse
     /// creation order and forgets them. Later calls fail with `Closed`. The first teardown
-    /// error is returned after all have run.
+    /// error is returned after all have run. A singleton's instance itself is freed when the
+    /// container is (the hot path of `get` reads it without taking a reference).
     pub fn dispose(&self) -> Result<()> {
         if self.inner.disposed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -1333,5 +1416,61 @@ mod tests {
         assert!(
             ContainerConfig::from_json(&json!({"debug_mode": "yes"})).unwrap_err().message().contains("'debug_mode'")
         );
+    }
+
+    #[test]
+    fn the_hot_path_sees_replacements_registrations_and_dispose() {
+        let c = container();
+        c.register("a", Lifetime::Singleton, value("a1"), None, false).unwrap();
+        assert_eq!(*c.get("a").unwrap(), "a1");
+        assert_eq!(*c.get("a").unwrap(), "a1"); // from the published registry
+        c.register("a", Lifetime::Singleton, value("a2"), None, true).unwrap();
+        assert_eq!(*c.get("a").unwrap(), "a2", "a replaced singleton must not be served from the old registry");
+        assert_eq!(*c.get("a").unwrap(), "a2");
+        c.register("b", Lifetime::Singleton, value("b"), None, false).unwrap();
+        assert_eq!(*c.get("b").unwrap(), "b");
+        c.alias("bee", "b").unwrap();
+        assert_eq!(*c.get("bee").unwrap(), "b");
+        c.dispose().unwrap();
+        assert_eq!(c.get("a").unwrap_err().kind(), ErrorKind::Closed);
+        assert_eq!(c.get("b").unwrap_err().kind(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn registering_between_gets_past_the_budget_keeps_resolving() {
+        let c = container();
+        // Each get after a registration publishes the registry again: n(n+1)/2 entries in all,
+        // which passes FAST_PATH_BUDGET at about 362 services.
+        for i in 0..400 {
+            let name = format!("s{i}");
+            c.register(&name, Lifetime::Singleton, value(&name), None, false).unwrap();
+            assert_eq!(*c.get(&name).unwrap(), name);
+            assert_eq!(*c.get("s0").unwrap(), "s0");
+        }
+        assert!(c.inner.fast_disabled.load(Ordering::Relaxed));
+        assert!(c.inner.published.lock().1 <= FAST_PATH_BUDGET);
+        c.register("s0", Lifetime::Singleton, value("new"), None, true).unwrap();
+        assert_eq!(*c.get("s0").unwrap(), "new");
+    }
+
+    #[test]
+    fn singletons_resolved_on_many_threads_while_others_register() {
+        let c = container();
+        c.register("shared", Lifetime::Singleton, value("shared"), None, false).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let c = c.clone();
+                s.spawn(move || {
+                    for i in 0..200 {
+                        if t == 0 {
+                            let n = format!("x{i}");
+                            c.register(&n, Lifetime::Lazy, value(&n), None, false).unwrap();
+                        }
+                        assert_eq!(*c.get("shared").unwrap(), "shared");
+                    }
+                });
+            }
+        });
+        assert_eq!(*c.get("x199").unwrap(), "x199");
     }
 }

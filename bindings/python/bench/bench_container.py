@@ -5,6 +5,7 @@
 Scenarios, each side timed with the same timeit harness (minimum over --repeat repeats):
   - cached singleton: ``container.get("config")`` vs dependency-injector's
     ``providers.Singleton`` call vs ``services["config"]`` on a dict (the floor);
+  - the harness alone (``lambda: None``), subtracted from each side for the goal's ratio;
   - transient with two dependencies: ``container.get("handler")`` (a factory taking the
     container, getting two singletons) vs ``providers.Factory(Handler, a, b)`` with two
     ``providers.Singleton`` deps.
@@ -92,18 +93,25 @@ def main():
             ("mw", lambda: get("config")),
             ("di", lambda: di_config()),
             ("dict", lambda: services["config"]),
+            ("harness", lambda: None),
         ],
         n,
         r,
     )
     transient = interleaved([("mw", lambda: get("handler")), ("di", lambda: di_handler())], n // 4, r)
-    ratio = single["mw"] / single["di"]
+    # The research figures carry ~100 ns of harness each; the goal is on what each
+    # side costs beyond the harness (the same empty lambda, timed in the same rounds).
+    h = single["harness"]
+    net = {k: max(v - h, 0.1) for k, v in single.items()}
+    ratio = net["mw"] / net["di"]
     print("cached singleton get (each side called through a lambda, timeit, min of %d rounds):" % r)
     print(f"  memwarden LazyContainer.get(name)   {single['mw']:8.1f} ns/op")
     print(f"  dependency-injector Singleton()     {single['di']:8.1f} ns/op")
     print(f"  dict[name]                          {single['dict']:8.1f} ns/op")
-    print(f"  memwarden / dependency-injector     {ratio:8.2f}x  (goal <= {GOAL}x)")
-    print(f"  memwarden / dict                    {single['mw'] / single['dict']:8.2f}x")
+    print(f"  harness alone (lambda: None)        {h:8.1f} ns/op")
+    print(f"  memwarden / dependency-injector     {single['mw'] / single['di']:8.2f}x  with the harness")
+    print(f"  memwarden / dependency-injector     {ratio:8.2f}x  beyond the harness (goal <= {GOAL}x)")
+    print(f"  memwarden / dict                    {net['mw'] / net['dict']:8.2f}x  beyond the harness")
     print("transient with two singleton dependencies:")
     print(f"  memwarden factory (lambda c: ...)   {transient['mw']:8.1f} ns/op")
     print(f"  dependency-injector Factory         {transient['di']:8.1f} ns/op")

@@ -363,6 +363,10 @@ fn arg_str<'a>(obj: &'a Bound<'_, PyAny>, func: &str) -> PyResult<&'a str> {
 
 impl PyLazyContainer {
     fn get_obj<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        // A created singleton: borrowed from the core, one incref, no factory can run.
+        if let Some(obj) = self.core.peek_singleton(name, |v| v.clone_ref(py).into_bound(py)) {
+            return Ok(obj);
+        }
         let core = &self.core;
         resolve(py, || core.get(name)).map(|v| out(py, v))
     }
