@@ -336,6 +336,10 @@ pub struct PyLazyContainer {
     /// Service name -> the slots of its factory and dispose hook, so that replacing a
     /// service lets its callables go.
     service_slots: Mutex<HashMap<String, (usize, Option<usize>)>>,
+    /// `get`'s memo of created singletons by name (exact `str` keys only): a singleton never
+    /// changes once created, so this only forgets on replacement and on `dispose`. Lazy,
+    /// scoped and transient services always go to the core.
+    hot: Py<PyDict>,
 }
 
 unsafe extern "C" {
@@ -428,6 +432,7 @@ impl PyLazyContainer {
         };
         // The old service's callables (its cached instance is gone with it).
         if let Some((f, d)) = released {
+            this.hot.bind(py).clear();
             let a = this.store.take(f);
             let b = d.and_then(|s| this.store.take(s));
             drop((a, b));
@@ -491,7 +496,12 @@ impl PyLazyContainer {
         let core = Container::from_json(&Value::Object(cfg)).map_err(|e| to_pyerr(py, e, None))?;
         let store = Store::default();
         store.slots.lock().push(None); // SELF_REF, set once the object exists.
-        Ok(PyLazyContainer { core, store: Arc::new(store), service_slots: Mutex::new(HashMap::new()) })
+        Ok(PyLazyContainer {
+            core,
+            store: Arc::new(store),
+            service_slots: Mutex::new(HashMap::new()),
+            hot: PyDict::new(py).unbind(),
+        })
     }
 
     /// A lazy service: created on first `get`, cached (with `cache_instances`).
@@ -598,6 +608,7 @@ impl PyLazyContainer {
     /// Disposes open scopes, then runs the dispose hooks of every cached instance in reverse
     /// creation order. Later calls raise ClosedError. Idempotent.
     fn dispose(&self, py: Python<'_>) -> PyResult<()> {
+        self.hot.bind(py).clear();
         let (result, pending) = capture(|| self.core.dispose());
         finish(py, result, pending)
     }
@@ -718,7 +729,17 @@ unsafe extern "C" fn fast_get(
         let c = slf
             .cast::<PyLazyContainer>()
             .map_err(|_| PyTypeError::new_err(format!("get() requires a LazyContainer, got {}", type_name(&slf))))?;
-        c.get().get_obj(py, arg_str(&arg, "get")?)
+        let this = c.get();
+        let exact = arg.is_exact_instance_of::<PyString>();
+        if exact && let Some(hit) = this.hot.bind(py).get_item(&arg)? {
+            return Ok(hit);
+        }
+        let name = arg_str(&arg, "get")?;
+        let obj = this.get_obj(py, name)?;
+        if exact && this.core.peek_singleton(name, |_| ()).is_some() {
+            this.hot.bind(py).set_item(&arg, &obj)?;
+        }
+        Ok(obj)
     }));
     match result {
         Ok(Ok(obj)) => obj.into_ptr(),

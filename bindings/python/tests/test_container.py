@@ -365,3 +365,30 @@ def test_container_with_factory_referencing_it_is_collectable():
     del container, holder
     gc.collect()
     assert ref() is None
+
+
+def test_cached_singletons_follow_replacement_dispose_aliases_and_str_subclasses():
+    container = LazyContainer()
+    container.singleton("config", lambda: {"v": 1})
+    first = container.get("config")
+    assert container.get("config") is first  # served from get's memo now
+    container.singleton("config", lambda: {"v": 2}, override=True)
+    assert container.get("config") == {"v": 2}
+    assert container.get("config") is container.get("config")
+
+    class Name(str):
+        def __hash__(self):
+            return 0
+
+    assert container.get(Name("config")) is container.get("config")
+    container.alias("settings", "config")
+    assert container.get("settings") is container.get("config")
+    container.lazy("lazy", object)
+    lazy = container.get("lazy")
+    assert container.release_lazy() == 1
+    assert container.get("lazy") is not lazy
+    container.dispose()
+    with pytest.raises(ClosedError):
+        container.get("config")
+    with pytest.raises(ClosedError):
+        container.get("settings")
