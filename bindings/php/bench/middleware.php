@@ -9,6 +9,8 @@ declare(strict_types=1);
  *      loopback load (ab -c 1 when installed, else a PHP client, keep-alive off), in
  *      alternating rounds; the server's CPU time per request from /proc/PID/stat and the
  *      requests/s of the load;
+ *      Run with memory_limit=128M (php.ini-production's value) and once with opcache and
+ *      ffi.preload (the header parsed once per server), once without;
  *   2. in one long-running process (RoadRunner/Swoole-style): process() around a trivial
  *      PSR-15 handler vs calling the handler alone — memwarden's own part per request.
  * Usage: php bindings/php/bench/middleware.php [REQUESTS_PER_ROUND] [ROUNDS]
@@ -31,14 +33,21 @@ function freePort(): int
     return (int) substr($name, (int) strrpos($name, ':') + 1);
 }
 
-/** @return array{0:resource,1:int,2:int} proc, pid, port */
-function serve(bool $middleware): array
+/**
+ * @param list<string> $ini -d settings
+ * @return array{0:resource,1:int,2:int} proc, pid, port
+ */
+function serve(bool $middleware, array $ini): array
 {
+    $args = [];
+    foreach ($ini as $setting) {
+        array_push($args, '-d', $setting);
+    }
     $port = freePort();
     $env = getenv() + ['MW_EXAMPLE_MIDDLEWARE' => $middleware ? '1' : '0'];
     $env['MW_EXAMPLE_MIDDLEWARE'] = $middleware ? '1' : '0';
     $proc = proc_open(
-        [PHP_BINARY, '-d', 'ffi.enable=1', '-S', "127.0.0.1:{$port}", __DIR__ . '/../examples/middleware/index.php'],
+        [PHP_BINARY, '-d', 'ffi.enable=1', ...$args, '-S', "127.0.0.1:{$port}", __DIR__ . '/../examples/middleware/index.php'],
         [0 => ['file', '/dev/null', 'r'], 1 => ['file', '/dev/null', 'w'], 2 => ['file', '/dev/null', 'w']],
         $pipes,
         null,
@@ -89,40 +98,57 @@ function load(string $ab, int $port, int $n): float
 
 // ---- 1. php -S with and without the middleware -------------------------------
 
-[$procA, $pidA, $portA] = serve(false);
-[$procB, $pidB, $portB] = serve(true);
-$probe = (string) file_get_contents("http://127.0.0.1:{$portB}/");
-if (!preg_grep('/^X-Memory-Usage: \d/i', $http_response_header ?? [])) {
-    throw new RuntimeException('the middleware server sent no X-Memory-Usage header');
-}
-load($ab, $portA, 200); // warm both
-load($ab, $portB, 200);
-$cpu = ['without' => 0, 'with' => 0];
-$wall = ['without' => 0.0, 'with' => 0.0];
-for ($r = 0; $r < $rounds; $r++) {
-    $order = $r % 2 === 0 ? ['without', 'with'] : ['with', 'without'];
-    foreach ($order as $which) {
-        [$pid, $port] = $which === 'with' ? [$pidB, $portB] : [$pidA, $portA];
-        $before = cpuTicks($pid);
-        $wall[$which] += load($ab, $port, $perRound);
-        $cpu[$which] += cpuTicks($pid) - $before;
+/** @param list<string> $ini */
+function compare(string $label, array $ini, string $ab, int $perRound, int $rounds, int $tck): void
+{
+    [$procA, $pidA, $portA] = serve(false, $ini);
+    [$procB, $pidB, $portB] = serve(true, $ini);
+    file_get_contents("http://127.0.0.1:{$portB}/");
+    if (!preg_grep('/^X-Memory-Usage: \d/i', $http_response_header ?? [])) {
+        throw new RuntimeException('the middleware server sent no X-Memory-Usage header');
     }
+    load($ab, $portA, 200); // warm both
+    load($ab, $portB, 200);
+    $cpu = ['without' => 0, 'with' => 0];
+    $wall = ['without' => 0.0, 'with' => 0.0];
+    for ($r = 0; $r < $rounds; $r++) {
+        $order = $r % 2 === 0 ? ['without', 'with'] : ['with', 'without'];
+        foreach ($order as $which) {
+            [$pid, $port] = $which === 'with' ? [$pidB, $portB] : [$pidA, $portA];
+            $before = cpuTicks($pid);
+            $wall[$which] += load($ab, $port, $perRound);
+            $cpu[$which] += cpuTicks($pid) - $before;
+        }
+    }
+    foreach ([$procA, $procB] as $p) {
+        proc_terminate($p, 9);
+        proc_close($p);
+    }
+    $n = $perRound * $rounds;
+    $usA = $cpu['without'] / $tck / $n * 1e6;
+    $usB = $cpu['with'] / $tck / $n * 1e6;
+    $rpsA = $n / $wall['without'];
+    $rpsB = $n / $wall['with'];
+    printf("-- %s\n", $label);
+    printf("%-44s %9.1f us CPU/request %9.0f requests/s\n", 'php -S front controller with the middleware', $usB, $rpsB);
+    printf("%-44s %9.1f us CPU/request %9.0f requests/s\n", 'anchor: the same app without it', $usA, $rpsA);
+    printf("%-44s %+9.1f us CPU/request  ratio %.3f (CPU), throughput %.3f of the anchor (%+.1f%%)\n",
+        'difference', $usB - $usA, $usB / $usA, $rpsB / $rpsA, ($rpsB / $rpsA - 1) * 100);
 }
-foreach ([$procA, $procB] as $p) {
-    proc_terminate($p, 9);
-    proc_close($p);
-}
-$n = $perRound * $rounds;
-$usA = $cpu['without'] / $tck / $n * 1e6;
-$usB = $cpu['with'] / $tck / $n * 1e6;
-$rpsA = $n / $wall['without'];
-$rpsB = $n / $wall['with'];
-printf("load: %s, %d requests x %d rounds per server, keep-alive off, server CPU from /proc/PID/stat\n",
+
+printf("load: %s, %d requests x %d rounds per server, alternating, keep-alive off, server CPU from /proc/PID/stat\n",
     $ab !== '' ? 'ab -c 1' : 'PHP client', $perRound, $rounds);
-printf("%-44s %9.1f us CPU/request %9.0f requests/s\n", 'php -S front controller with the middleware', $usB, $rpsB);
-printf("%-44s %9.1f us CPU/request %9.0f requests/s\n", 'anchor: the same app without it', $usA, $rpsA);
-printf("%-44s %+9.1f us CPU/request  ratio %.3f (CPU), throughput %.3f of the anchor (%+.1f%%)\n",
-    'difference', $usB - $usA, $usB / $usA, $rpsB / $rpsA, ($rpsB / $rpsA - 1) * 100);
+$preload = Memwarden\Native::writePreloadHeader((string) tempnam(sys_get_temp_dir(), 'mw-preload-'));
+try {
+    // memory_limit=128M as php.ini-production sets it (the CLI's -1 makes the core resolve the
+    // limit from the cgroup on every request, ~0.5 ms).
+    compare('memory_limit=128M, opcache.enable_cli=1, ffi.preload (recommended: the header is parsed once per server)',
+        ['memory_limit=128M', 'opcache.enable_cli=1', "ffi.preload={$preload}"], $ab, $perRound, $rounds, $tck);
+    compare('memory_limit=128M, no opcache, no preload (FFI::cdef parses the header on every request)',
+        ['memory_limit=128M'], $ab, $perRound, $rounds, $tck);
+} finally {
+    unlink($preload);
+}
 
 // ---- 2. in one long-running process ------------------------------------------
 

@@ -66,15 +66,21 @@ final class MiddlewareTest extends TestCase
      * Serves the example front controller with `php -S`; returns its base URL.
      *
      * @param array<string,string> $env
+     * @param list<string> $ini extra -d settings
      */
-    private function serve(array $env = []): string
+    private function serve(array $env = [], array $ini = []): string
     {
+        $args = [];
+        foreach ($ini as $setting) {
+            $args[] = '-d';
+            $args[] = $setting;
+        }
         $index = dirname(__DIR__) . '/examples/middleware/index.php';
         $env += getenv();
         for ($try = 0; $try < 5; $try++) {
             $port = self::freePort();
             $proc = proc_open(
-                [PHP_BINARY, '-d', 'ffi.enable=1', '-S', "127.0.0.1:{$port}", $index],
+                [PHP_BINARY, '-d', 'ffi.enable=1', ...$args, '-S', "127.0.0.1:{$port}", $index],
                 [0 => ['file', '/dev/null', 'r'], 1 => ['file', '/dev/null', 'w'], 2 => ['file', '/dev/null', 'w']],
                 $pipes,
                 null,
@@ -179,6 +185,20 @@ final class MiddlewareTest extends TestCase
         $high = array_values(array_filter($lines, static fn ($l) => $l['event'] === 'high_memory_usage'));
         $this->assertCount(1, $high);
         $this->assertSame('GET /big', $high[0]['route']);
+    }
+
+    public function testWithAPreloadedHeaderTheServerUsesTheFfiScope(): void
+    {
+        $header = \Memwarden\Native::writePreloadHeader($this->tempFile('mw-preload-'));
+        $this->assertStringStartsWith("#define FFI_SCOPE \"memwarden\"\n#define FFI_LIB \"/", (string) file_get_contents($header));
+        $analytics = $this->tempFile('mw-analytics-');
+        $server = $this->serve(['MW_EXAMPLE_ANALYTICS_LOG' => $analytics], ["ffi.preload={$header}"]);
+        for ($i = 0; $i < 2; $i++) {
+            $r = self::get($server, "/users/{$i}");
+            $this->assertSame(200, $r['status'], $r['body']);
+            $this->assertMatchesRegularExpression('/^\d+\.\d$/', $r['headers']['x-memory-usage'] ?? '');
+        }
+        $this->assertSame(['GET /users/{id}', 'GET /users/{id}'], array_column(self::jsonLines($analytics), 'route'));
     }
 
     public function testSampleRateZeroSendsNoHeaders(): void
