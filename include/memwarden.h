@@ -352,6 +352,29 @@ typedef struct {
   bool background_hooks;
 } mw_pool_callbacks;
 
+// Called for every request whose growth (peak minus start) is above `threshold_mb`, on the
+// thread that called `mw_request_end` / `mw_request_end_with`, before that call returns.
+// `report_json` is the request's report (as `mw_request_end` writes it, without `headers`),
+// valid only during the call. Return 0 on success; any other value is logged by the library
+// (to `log_file`, else stderr) and counted as `handler_errors` in the analytics — the
+// request's own call still succeeds. To explain a failure, write a NUL-terminated message of
+// at most `error_len` bytes (NUL included) into `error_buf`, which the library owns and
+// which is valid only during the call; leave it untouched to get "returned N".
+typedef int32_t (*mw_request_high_usage_fn)(void *user_data,
+                                            const char *report_json,
+                                            char *error_buf,
+                                            size_t error_len);
+
+// Receives each tracker event as JSON `{type, usage, threshold, detail}` (`type` is
+// `memoryWarning`, `memoryCritical` or `cleanup`); `event_json` is valid only during the call.
+//
+// Thread: the thread whose call caused the event — the caller of `mw_tracker_track`,
+// `mw_tracker_release`, `mw_tracker_mark_collected` or `mw_tracker_cleanup` — or, with
+// `enableAutoCleanup` and `cleanupInterval` > 0, the library's own cleanup thread
+// (`memwarden-tracker`). It must not block for long and must not call `mw_tracker_free` on
+// its tracker. Events are also queued for `mw_tracker_poll` either way.
+typedef void (*mw_tracker_event_fn)(void *user_data, const char *event_json);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -962,6 +985,15 @@ mw_status mw_request_end_with(mw_request *t,
                               uint64_t peak_bytes,
                               char **report_json_out);
 
+// Sets the high-usage callback (see `mw_request_high_usage_fn`); NULL `callback` removes it.
+// `free_user_data` (may be NULL) is called with `user_data` when the callback is replaced or
+// removed, or the tracker freed — also when this call fails. Returns `MW_STATUS_INVALID_ARGUMENT`
+// for a freed tracker.
+mw_status mw_request_set_high_usage_callback(mw_request *t,
+                                             mw_request_high_usage_fn callback,
+                                             void *user_data,
+                                             mw_free_fn free_user_data);
+
 // The analytics per route template as JSON (`routes` with `count`, `high_usage`,
 // `overlapped`, `overlapped_share`, `delta_bytes` / `peak_bytes` `{p50, p95, max}`,
 // `duration_ms`; `in_flight`, `sampled_out`, `max_routes`, `overflowed_routes`, `note`).
@@ -1009,6 +1041,22 @@ mw_status mw_tracker_poll(mw_tracker *t, char **json_out);
 // Cleanup: with `enableAutoCleanup`, releases the oldest resources until usage is below the
 // warning threshold. `*json_out` gets `{released_ids, freed_bytes}`: drop those resources.
 mw_status mw_tracker_cleanup(mw_tracker *t, char **json_out);
+
+// Sets the event callback (see `mw_tracker_event_fn`, which names the threads it runs on);
+// NULL `callback` removes it. `free_user_data` (may be NULL) is called with `user_data` when
+// the callback is replaced or removed, or the tracker freed — also when this call fails.
+// A panic inside the library's side of a delivery is caught; the event stays in the poll queue.
+mw_status mw_tracker_set_event_callback(mw_tracker *t,
+                                        mw_tracker_event_fn callback,
+                                        void *user_data,
+                                        mw_free_fn free_user_data);
+
+// Disposes the tracker: stops the cleanup thread and forgets every resource; writes the final
+// leak report (per type `live`, `released`, `collected_unreleased`, `cleaned_up`) to
+// `*json_out` (free with `mw_string_free`). Later calls on the tracker return
+// `MW_STATUS_CLOSED`, except a second dispose, which writes the same report. Free the handle
+// with `mw_tracker_free` as usual.
+mw_status mw_tracker_dispose(mw_tracker *t, char **json_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -174,6 +174,13 @@ typedef struct {
   bool background_hooks;
 } mw_pool_callbacks;
 
+typedef int32_t (*mw_request_high_usage_fn)(void *user_data,
+                                            const char *report_json,
+                                            char *error_buf,
+                                            size_t error_len);
+
+typedef void (*mw_tracker_event_fn)(void *user_data, const char *event_json);
+
 const char *mw_last_error_message(void);
 
 void mw_string_free(char *s);
@@ -464,6 +471,11 @@ mw_status mw_request_end_with(mw_request *t,
                               uint64_t peak_bytes,
                               char **report_json_out);
 
+mw_status mw_request_set_high_usage_callback(mw_request *t,
+                                             mw_request_high_usage_fn callback,
+                                             void *user_data,
+                                             mw_free_fn free_user_data);
+
 mw_status mw_request_analytics(mw_request *t, char **json_out);
 
 mw_status mw_tracker_new(const char *config_json, mw_tracker **out);
@@ -487,4 +499,11 @@ mw_status mw_tracker_stats(mw_tracker *t, char **json_out);
 mw_status mw_tracker_poll(mw_tracker *t, char **json_out);
 
 mw_status mw_tracker_cleanup(mw_tracker *t, char **json_out);
+
+mw_status mw_tracker_set_event_callback(mw_tracker *t,
+                                        mw_tracker_event_fn callback,
+                                        void *user_data,
+                                        mw_free_fn free_user_data);
+
+mw_status mw_tracker_dispose(mw_tracker *t, char **json_out);
 

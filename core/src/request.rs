@@ -215,7 +215,9 @@ struct Analytics {
 /// Measures requests and aggregates them per route template. Share it between threads.
 pub struct RequestTracker {
     cfg: RequestConfig,
-    probe: Option<Arc<ProcessProbe>>,
+    /// Opened on first use, so hosts that give their own readings (`begin_with`, PHP) never
+    /// open /proc: under php-fpm a tracker lives for one request.
+    probe: std::sync::OnceLock<Option<Arc<ProcessProbe>>>,
     sampler: Option<Arc<Sampler>>,
     limit_bytes: u64,
     rng: AtomicU64,
@@ -279,8 +281,12 @@ impl RequestTracker {
         let limit_bytes = cfg.memory_limit.unwrap_or_else(|| {
             crate::probe::cgroup_limit().map(|(b, _)| b).unwrap_or_else(crate::probe::physical_memory)
         });
-        let probe = ProcessProbe::new().ok().map(Arc::new);
-        let sampler = match (&probe, cfg.sampler_interval_ms) {
+        let probe = std::sync::OnceLock::new();
+        let eager = if cfg.sampler_interval_ms > 0 { ProcessProbe::new().ok().map(Arc::new) } else { None };
+        if let Some(p) = &eager {
+            let _ = probe.set(Some(p.clone()));
+        }
+        let sampler = match (&eager, cfg.sampler_interval_ms) {
             (Some(p), ms) if ms > 0 => {
                 let s = Arc::new(Sampler {
                     current: AtomicU64::new(0),
@@ -340,6 +346,10 @@ impl RequestTracker {
         hit
     }
 
+    fn probe(&self) -> Option<&Arc<ProcessProbe>> {
+        self.probe.get_or_init(|| ProcessProbe::new().ok().map(Arc::new)).as_ref()
+    }
+
     fn hwm(&self) -> u64 {
         if !self.cfg.track_peak {
             return 0;
@@ -347,7 +357,7 @@ impl RequestTracker {
         if let Some(s) = &self.sampler {
             return s.hwm.load(Ordering::Acquire);
         }
-        self.probe.as_ref().and_then(|p| p.peak_bytes().ok()).unwrap_or(0)
+        self.probe().and_then(|p| p.peak_bytes().ok()).unwrap_or(0)
     }
 
     /// Starts measuring a request of `route_template` (`"GET /users/{id}"`, never the raw path)
@@ -356,7 +366,7 @@ impl RequestTracker {
         if !self.sampled() {
             return Ok(None);
         }
-        let probe = self.probe.as_ref().ok_or_else(|| {
+        let probe = self.probe().ok_or_else(|| {
             Error::new(crate::ErrorKind::Unsupported, "no process probe on this system: use begin_with")
         })?;
         let bytes = match &self.sampler {
@@ -390,7 +400,7 @@ impl RequestTracker {
 
     /// Ends a request measured with the process probe.
     pub fn end(&self, token: RequestToken) -> Result<RequestReport> {
-        let bytes = match self.probe.as_ref().map(|p| match &self.sampler {
+        let bytes = match self.probe().map(|p| match &self.sampler {
             Some(s) => Ok(s.current.load(Ordering::Acquire)),
             None => p.current_bytes(),
         }) {

@@ -1,18 +1,70 @@
 //! `mw_request_*`: per-request memory measurement (core::request) through the C ABI.
 
 use std::collections::HashMap;
-use std::ffi::c_char;
+use std::ffi::{CString, c_char, c_void};
 use std::sync::Arc;
 
-use memwarden_core::request::{RequestToken, RequestTracker};
+use memwarden_core::request::{HighUsageHandler, RequestReport, RequestToken, RequestTracker};
 use memwarden_core::{Error, config};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::boundary::{
-    FfiResult, boundary, boundary_void, free_handle, get_handle, mw_status, need_out, new_handle, out_string, str_arg,
-    write_out,
+    FfiResult, boundary, boundary_void, free_handle, get_handle, mw_status, need_out, new_handle, out_string,
+    panic_message, str_arg, write_out,
 };
+use crate::manager::mw_free_fn;
+
+/// Called for every request whose growth (peak minus start) is above `threshold_mb`, on the
+/// thread that called `mw_request_end` / `mw_request_end_with`, before that call returns.
+/// `report_json` is the request's report (as `mw_request_end` writes it, without `headers`),
+/// valid only during the call. Return 0 on success; any other value is logged by the library
+/// (to `log_file`, else stderr) and counted as `handler_errors` in the analytics — the
+/// request's own call still succeeds. To explain a failure, write a NUL-terminated message of
+/// at most `error_len` bytes (NUL included) into `error_buf`, which the library owns and
+/// which is valid only during the call; leave it untouched to get "returned N".
+pub type mw_request_high_usage_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        report_json: *const c_char,
+        error_buf: *mut c_char,
+        error_len: usize,
+    ) -> i32,
+>;
+
+/// A C callback's `user_data` and its finalizer, run once when the callback is replaced or
+/// its object freed.
+pub(crate) struct CallbackData {
+    ptr: *mut c_void,
+    free: mw_free_fn,
+}
+
+// Safety: each callback's doc says on which threads it runs; a caller that registers one
+// promises its user_data is usable there.
+unsafe impl Send for CallbackData {}
+unsafe impl Sync for CallbackData {}
+
+impl CallbackData {
+    pub(crate) fn new(ptr: *mut c_void, free: mw_free_fn) -> Self {
+        CallbackData { ptr, free }
+    }
+    /// Through a method, so closures capture the whole `CallbackData` (Send), not its raw field.
+    pub(crate) fn ptr(&self) -> *mut c_void {
+        self.ptr
+    }
+}
+
+impl Drop for CallbackData {
+    fn drop(&mut self) {
+        if let Some(f) = self.free {
+            // Safety: the finalizer was supplied for exactly this pointer, called once.
+            unsafe { f(self.ptr) };
+        }
+    }
+}
+
+/// Bytes of the message buffer a high-usage callback may fill.
+const ERROR_BUF: usize = 512;
 
 /// A request tracker. Create with `mw_request_new`, free with `mw_request_free`. Thread-safe:
 /// requests may begin and end on any threads.
@@ -160,6 +212,48 @@ pub unsafe extern "C" fn mw_request_end_with(
         }
         let r = t.inner.end_with(take(&t, token)?, bytes, peak_bytes);
         write_report(&t, &r, report_json_out)
+    })
+}
+
+/// Sets the high-usage callback (see `mw_request_high_usage_fn`); NULL `callback` removes it.
+/// `free_user_data` (may be NULL) is called with `user_data` when the callback is replaced or
+/// removed, or the tracker freed — also when this call fails. Returns `MW_STATUS_INVALID_ARGUMENT`
+/// for a freed tracker.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_request_set_high_usage_callback(
+    t: *mut mw_request,
+    callback: mw_request_high_usage_fn,
+    user_data: *mut c_void,
+    free_user_data: mw_free_fn,
+) -> mw_status {
+    let ud = CallbackData::new(user_data, free_user_data);
+    boundary(|| {
+        let t = tracker(t)?;
+        let Some(cb) = callback else {
+            drop(ud);
+            t.inner.set_high_usage_handler(None);
+            return Ok(());
+        };
+        let handler: HighUsageHandler = Arc::new(move |r: &RequestReport| {
+            let text = serde_json::to_string(r).unwrap_or_else(|_| "null".into());
+            let text = CString::new(text).map_err(|_| "report contained a NUL byte".to_string())?;
+            let mut buf = [0 as c_char; ERROR_BUF];
+            let rc = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // Safety: the caller supplied `cb` for `ud.ptr()` and keeps both valid until the
+                // finalizer runs; `text` and `buf` outlive the call.
+                unsafe { cb(ud.ptr(), text.as_ptr(), buf.as_mut_ptr(), ERROR_BUF) }
+            }))
+            .map_err(|p| format!("high-usage callback panicked: {}", panic_message(&*p)))?;
+            if rc == 0 {
+                return Ok(());
+            }
+            buf[ERROR_BUF - 1] = 0;
+            // Safety: `buf` is NUL-terminated (its last byte was just set to 0).
+            let msg = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+            Err(if msg.is_empty() { format!("high-usage callback returned {rc}") } else { msg.into_owned() })
+        });
+        t.inner.set_high_usage_handler(Some(handler));
+        Ok(())
     })
 }
 

@@ -1,8 +1,9 @@
 //! `mw_tracker_*`: Streamflow's ResourceTracker (core::tracker) through the C ABI.
 
-use std::ffi::c_char;
+use std::ffi::{CString, c_char, c_void};
 use std::sync::Arc;
 
+use memwarden_core::tracker::TrackerEvent;
 use memwarden_core::{ResourceTracker, config};
 use serde_json::Value;
 
@@ -10,6 +11,18 @@ use crate::boundary::{
     FfiError, FfiResult, boundary, boundary_void, free_handle, get_handle, mw_status, need_out, new_handle, out_string,
     str_arg, write_out,
 };
+use crate::manager::mw_free_fn;
+use crate::request::CallbackData;
+
+/// Receives each tracker event as JSON `{type, usage, threshold, detail}` (`type` is
+/// `memoryWarning`, `memoryCritical` or `cleanup`); `event_json` is valid only during the call.
+///
+/// Thread: the thread whose call caused the event — the caller of `mw_tracker_track`,
+/// `mw_tracker_release`, `mw_tracker_mark_collected` or `mw_tracker_cleanup` — or, with
+/// `enableAutoCleanup` and `cleanupInterval` > 0, the library's own cleanup thread
+/// (`memwarden-tracker`). It must not block for long and must not call `mw_tracker_free` on
+/// its tracker. Events are also queued for `mw_tracker_poll` either way.
+pub type mw_tracker_event_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, event_json: *const c_char)>;
 
 /// A resource tracker. Create with `mw_tracker_new`, free with `mw_tracker_free`. Thread-safe.
 pub struct mw_tracker {
@@ -149,5 +162,49 @@ pub unsafe extern "C" fn mw_tracker_cleanup(t: *mut mw_tracker, json_out: *mut *
         need_out(json_out, "json_out")?;
         let r = tracker(t)?.inner.cleanup()?;
         write_json(json_out, &serde_json::json!({"released_ids": r.released_ids, "freed_bytes": r.freed_bytes}))
+    })
+}
+
+/// Sets the event callback (see `mw_tracker_event_fn`, which names the threads it runs on);
+/// NULL `callback` removes it. `free_user_data` (may be NULL) is called with `user_data` when
+/// the callback is replaced or removed, or the tracker freed — also when this call fails.
+/// A panic inside the library's side of a delivery is caught; the event stays in the poll queue.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_set_event_callback(
+    t: *mut mw_tracker,
+    callback: mw_tracker_event_fn,
+    user_data: *mut c_void,
+    free_user_data: mw_free_fn,
+) -> mw_status {
+    let ud = CallbackData::new(user_data, free_user_data);
+    boundary(|| {
+        let t = tracker(t)?;
+        let Some(cb) = callback else {
+            drop(ud);
+            t.inner.set_event_callback(None);
+            return Ok(());
+        };
+        t.inner.set_event_callback(Some(Arc::new(move |e: &TrackerEvent| {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let Ok(text) = CString::new(e.to_json().to_string()) else { return };
+                // Safety: the caller supplied `cb` for `ud.ptr()` and keeps both valid until the
+                // finalizer runs; `text` outlives the call.
+                unsafe { cb(ud.ptr(), text.as_ptr()) }
+            }));
+        })));
+        Ok(())
+    })
+}
+
+/// Disposes the tracker: stops the cleanup thread and forgets every resource; writes the final
+/// leak report (per type `live`, `released`, `collected_unreleased`, `cleaned_up`) to
+/// `*json_out` (free with `mw_string_free`). Later calls on the tracker return
+/// `MW_STATUS_CLOSED`, except a second dispose, which writes the same report. Free the handle
+/// with `mw_tracker_free` as usual.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_dispose(t: *mut mw_tracker, json_out: *mut *mut c_char) -> mw_status {
+    boundary(|| {
+        need_out(json_out, "json_out")?;
+        write_json(json_out, &tracker(t)?.inner.dispose())
     })
 }

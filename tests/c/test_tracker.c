@@ -1,9 +1,12 @@
 #define _DEFAULT_SOURCE
 /* mw_request_* and mw_tracker_* through the C ABI: every function, the error paths.
  * Built by tests/c/run.sh against libmemwarden.so and libmemwarden.a, and run under valgrind. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "memwarden.h"
 
 #include "check.h"
@@ -101,13 +104,206 @@ static void test_tracker(void) {
     CHECK_STATUS(mw_tracker_release(t, ids[0]), MW_STATUS_INVALID_ARGUMENT);
     mw_tracker_free(NULL);
 
+    /* dispose: the final leak report, then MW_STATUS_CLOSED; a second dispose repeats the report */
+    CHECK_STATUS(mw_tracker_new(NULL, &t), MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_track(t, "buffer", 10, NULL, &ids[0]), MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_track(t, "buffer", 10, NULL, &ids[1]), MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_release(t, ids[0]), MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_dispose(t, NULL), MW_STATUS_NULL_ARGUMENT);
+    char *fin = NULL;
+    CHECK_STATUS(mw_tracker_dispose(t, &fin), MW_STATUS_OK);
+    CHECK(fin && strstr(fin, "\"buffer\"") && num_after(fin, "live") == 1 && num_after(fin, "released") == 1);
+    CHECK_STATUS(mw_tracker_track(t, "buffer", 10, NULL, &ids[2]), MW_STATUS_CLOSED);
+    CHECK_STATUS(mw_tracker_release(t, ids[1]), MW_STATUS_CLOSED);
+    char *again = NULL;
+    CHECK_STATUS(mw_tracker_dispose(t, &again), MW_STATUS_OK);
+    CHECK(fin && again && strcmp(fin, again) == 0);
+    mw_string_free(fin);
+    mw_string_free(again);
+    mw_tracker_free(t);
+
     /* a timer thread is started and stopped by free */
     CHECK_STATUS(mw_tracker_new("{\"cleanup_interval\": 5, \"enable_auto_cleanup\": true}", &t), MW_STATUS_OK);
     mw_tracker_free(t);
 }
 
+/* ---- the high-usage callback (runs on the thread that calls end) ---- */
+
+struct hu_seen {
+    int calls;
+    int freed;
+    pthread_t thread;
+    char route[64];
+    long growth;
+};
+
+static int32_t on_high_usage(void *user, const char *report, char *error_buf, size_t error_len) {
+    struct hu_seen *s = user;
+    s->calls++;
+    s->thread = pthread_self();
+    const char *r = strstr(report, "\"route\":\"");
+    if (r) {
+        r += strlen("\"route\":\"");
+        size_t n = strcspn(r, "\"");
+        if (n >= sizeof s->route) n = sizeof s->route - 1;
+        memcpy(s->route, r, n);
+        s->route[n] = 0;
+    }
+    s->growth = num_after(report, "peak_bytes") - num_after(report, "start_bytes");
+    if (strcmp(s->route, "boom") == 0) {
+        snprintf(error_buf, error_len, "handler says %s", "no");
+        return 7;
+    }
+    return strcmp(s->route, "silent") == 0 ? 3 : 0;
+}
+
+static void free_seen(void *user) {
+    ((struct hu_seen *)user)->freed++;
+}
+
+static void test_high_usage_callback(void) {
+    const char *log = "tests/c/build/high_usage.log";
+    remove(log);
+    mw_request *r = NULL;
+    char cfg[256];
+    snprintf(cfg, sizeof cfg, "{\"threshold_mb\": 1, \"log_file\": \"%s\"}", log);
+    CHECK_STATUS(mw_request_new(cfg, &r), MW_STATUS_OK);
+    struct hu_seen seen = {0};
+    CHECK_STATUS(mw_request_set_high_usage_callback(NULL, on_high_usage, &seen, free_seen), MW_STATUS_NULL_ARGUMENT);
+    CHECK(seen.freed == 1); /* the finalizer runs also when the call fails */
+    seen.freed = 0;
+    CHECK_STATUS(mw_request_set_high_usage_callback(r, on_high_usage, &seen, free_seen), MW_STATUS_OK);
+
+    uint64_t k = 0;
+    char *rep = NULL;
+    CHECK_STATUS(mw_request_begin_with(r, "small", 0, &k), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_end_with(r, k, 1u << 20, 0, &rep), MW_STATUS_OK);
+    mw_string_free(rep);
+    CHECK(seen.calls == 0);
+
+    CHECK_STATUS(mw_request_begin_with(r, "GET /big", 1u << 20, &k), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_end_with(r, k, 1u << 20, 4u << 20, &rep), MW_STATUS_OK);
+    CHECK(rep && strstr(rep, "\"high_usage\":true"));
+    mw_string_free(rep);
+    CHECK(seen.calls == 1 && strcmp(seen.route, "GET /big") == 0 && seen.growth == 3 << 20);
+    CHECK(pthread_equal(seen.thread, pthread_self()));
+
+    /* a failing callback: the request's call still succeeds; the message is logged and counted */
+    const char *routes[] = {"boom", "silent"};
+    for (int i = 0; i < 2; i++) {
+        CHECK_STATUS(mw_request_begin_with(r, routes[i], 0, &k), MW_STATUS_OK);
+        rep = NULL;
+        CHECK_STATUS(mw_request_end_with(r, k, 5u << 20, 0, &rep), MW_STATUS_OK);
+        CHECK(rep != NULL);
+        mw_string_free(rep);
+    }
+    CHECK(seen.calls == 3);
+    char *an = NULL;
+    CHECK_STATUS(mw_request_analytics(r, &an), MW_STATUS_OK);
+    CHECK(num_after(an, "handler_errors") == 2);
+    mw_string_free(an);
+    FILE *f = fopen(log, "r");
+    CHECK(f != NULL);
+    if (f) {
+        char text[4096] = {0};
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = 0;
+        fclose(f);
+        CHECK(strstr(text, "handler says no") != NULL);
+        CHECK(strstr(text, "high-usage callback returned 3") != NULL);
+    }
+
+    /* replacing the callback frees the old user_data; NULL removes it */
+    struct hu_seen other = {0};
+    CHECK_STATUS(mw_request_set_high_usage_callback(r, on_high_usage, &other, free_seen), MW_STATUS_OK);
+    CHECK(seen.freed == 1 && other.freed == 0);
+    CHECK_STATUS(mw_request_set_high_usage_callback(r, NULL, NULL, NULL), MW_STATUS_OK);
+    CHECK(other.freed == 1);
+    CHECK_STATUS(mw_request_begin_with(r, "GET /big", 0, &k), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_end_with(r, k, 9u << 20, 0, &rep), MW_STATUS_OK);
+    mw_string_free(rep);
+    CHECK(other.calls == 0 && seen.calls == 3);
+
+    /* freeing the tracker runs the finalizer of the callback still set */
+    struct hu_seen last = {0};
+    CHECK_STATUS(mw_request_set_high_usage_callback(r, on_high_usage, &last, free_seen), MW_STATUS_OK);
+    mw_request_free(r);
+    CHECK(last.freed == 1);
+    remove(log);
+}
+
+/* ---- the tracker's event callback (caller's thread, or the library's cleanup thread) ---- */
+
+struct ev_seen {
+    atomic_int warning, critical, cleanup, on_main, freed;
+    pthread_t main;
+};
+
+static void on_event(void *user, const char *event) {
+    struct ev_seen *s = user;
+    if (pthread_equal(pthread_self(), s->main)) atomic_fetch_add(&s->on_main, 1);
+    if (strstr(event, "\"type\":\"memoryWarning\"")) atomic_fetch_add(&s->warning, 1);
+    if (strstr(event, "\"type\":\"memoryCritical\"")) atomic_fetch_add(&s->critical, 1);
+    if (strstr(event, "\"type\":\"cleanup\"")) atomic_fetch_add(&s->cleanup, 1);
+}
+
+static void free_ev(void *user) {
+    atomic_fetch_add(&((struct ev_seen *)user)->freed, 1);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void test_event_callback(void) {
+    mw_tracker *t = NULL;
+    CHECK_STATUS(mw_tracker_new("{\"maxMemoryUsage\": 1000}", &t), MW_STATUS_OK);
+    static struct ev_seen seen;
+    seen.main = pthread_self();
+    CHECK_STATUS(mw_tracker_set_event_callback(t, on_event, &seen, free_ev), MW_STATUS_OK);
+    uint64_t a, b;
+    CHECK_STATUS(mw_tracker_track(t, "chunk", 750, NULL, &a), MW_STATUS_OK);
+    CHECK(atomic_load(&seen.warning) == 1 && atomic_load(&seen.on_main) == 1);
+    CHECK_STATUS(mw_tracker_track(t, "chunk", 200, NULL, &b), MW_STATUS_OK);
+    CHECK(atomic_load(&seen.critical) == 1 && atomic_load(&seen.on_main) == 2);
+    char *j = NULL;
+    CHECK_STATUS(mw_tracker_poll(t, &j), MW_STATUS_OK); /* still queued for polling too */
+    CHECK(j && strstr(j, "memoryWarning") && strstr(j, "memoryCritical"));
+    mw_string_free(j);
+    CHECK_STATUS(mw_tracker_set_event_callback(t, NULL, NULL, NULL), MW_STATUS_OK);
+    CHECK(atomic_load(&seen.freed) == 1);
+    CHECK_STATUS(mw_tracker_release(t, a), MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_track(t, "chunk", 750, NULL, &a), MW_STATUS_OK);
+    CHECK(atomic_load(&seen.warning) == 1); /* removed: not called */
+    CHECK_STATUS(mw_tracker_set_event_callback(NULL, on_event, &seen, free_ev), MW_STATUS_NULL_ARGUMENT);
+    CHECK(atomic_load(&seen.freed) == 2);
+    mw_tracker_free(t);
+
+    /* auto cleanup: delivered on the library's cleanup thread */
+    static struct ev_seen bg;
+    bg.main = pthread_self();
+    CHECK_STATUS(mw_tracker_new("{\"maxMemoryUsage\": 1000, \"cleanupInterval\": 5, \"enableAutoCleanup\": true}", &t),
+                 MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_set_event_callback(t, on_event, &bg, free_ev), MW_STATUS_OK);
+    for (int i = 0; i < 9; i++) CHECK_STATUS(mw_tracker_track(t, "chunk", 100, NULL, &a), MW_STATUS_OK);
+    int on_main_after_track = atomic_load(&bg.on_main);
+    double deadline = now_s() + 10.0;
+    while (atomic_load(&bg.cleanup) == 0 && now_s() < deadline) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    CHECK(atomic_load(&bg.cleanup) >= 1);
+    CHECK(atomic_load(&bg.on_main) == on_main_after_track); /* not on this thread */
+    mw_tracker_free(t);
+    CHECK(atomic_load(&bg.freed) == 1);
+}
+
 int main(void) {
     test_request();
     test_tracker();
+    test_high_usage_callback();
+    test_event_callback();
     return CHECK_SUMMARY();
 }
