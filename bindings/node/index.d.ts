@@ -273,18 +273,28 @@ export declare class NativeMemoryPool {
 export declare class NativeRequestTracker {
   /** `config`: the core's keys (`enabled`, `track_peak`, `threshold_mb`, `sample_rate`, ...). */
   constructor(config?: any | undefined | null)
-  /** Starts measuring; returns the request's handle, or 0 when disabled or not sampled. */
-  begin(route: string): number
   /**
-   * The four headers' values so far (`X-Memory-Usage`, `-Peak`, `-Limit`, `-Efficiency`),
-   * flat as `[name, value, ...]`; empty when `include_headers` is off or the handle is unknown.
+   * Starts measuring a request whose route is not known yet (`end` names it); returns the
+   * request's handle, or 0 when disabled or not sampled.
    */
-  headers(handle: number): Array<string>
+  begin(): number
+  /**
+   * The headers so far as one string `name:value` lines joined by `
+  ` (one JS string is
+   * much cheaper to hand over than eight); empty when `include_headers` is off or the handle
+   * is unknown.
+   */
+  headers(handle: number): string
   /**
    * Ends the request under `route` (the template known by now): records it in the
    * analytics, logs it when high-usage. `null` for an unknown or already ended handle.
    */
   end(handle: number, route: string): RequestReport | null
+  /**
+   * As `end` without building the report (no handler wants it): whether it was high-usage;
+   * `null` for an unknown or already ended handle.
+   */
+  finish(handle: number, route: string): boolean | null
   /** A handler of the JS layer threw for a request of `route`: counted and logged by the core. */
   handlerFailed(route: string, error: string): void
   /** Per-route aggregates (see the core's `RequestTracker::analytics`). */

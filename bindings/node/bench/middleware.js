@@ -116,8 +116,8 @@ function nativeRoundTrip () {
       headers: {},
       setHeader (k, v) { this.headers[k] = v },
       writeHead () {},
-      once (ev, fn) { this[ev] = fn },
-      removeListener () {},
+      on (ev, fn) { this[ev] = fn },
+      writableFinished: true,
       headersSent: false
     }
     const req = { method: 'GET', route: { path: '/users/:id' }, baseUrl: '' }

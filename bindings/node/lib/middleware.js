@@ -117,7 +117,7 @@ function configError (e, written, options) {
   }
   const named = /invalid value for '([^']+)'/.exec(message)
   const value = named ? lookup(options, named[1]) : undefined
-  const Ctor = typeof value === 'number' ? RangeError : TypeError
+  const Ctor = typeof value === 'number' && /expected a (whole )?number/.test(message) ? RangeError : TypeError
   const err = new Ctor(message)
   err.code = e.code
   return err
@@ -157,7 +157,7 @@ class Tracking {
   /** Starts measuring `req`; sets the headers when the head is written, ends on finish/close. */
   track (req, res) {
     if (!this.enabled) return
-    const handle = this.native.begin(UNMATCHED)
+    const handle = this.native.begin()
     if (handle === 0) return
     const tracking = this
     if (this.includeHeaders) {
@@ -168,21 +168,15 @@ class Tracking {
         return writeHead.apply(this, arguments)
       }
     }
+    // 'finish' when the response was handed over; 'close' alone when the client went away.
     let ended = false
-    const onFinish = () => {
+    const onEnd = () => {
       if (ended) return
       ended = true
-      res.removeListener('close', onClose)
-      tracking.finish(req, res, handle, false)
-    }
-    const onClose = () => {
-      if (ended) return
-      ended = true
-      res.removeListener('finish', onFinish)
       tracking.finish(req, res, handle, !res.writableFinished)
     }
-    res.once('finish', onFinish)
-    res.once('close', onClose)
+    res.on('finish', onEnd)
+    res.on('close', onEnd)
   }
 
   setHeaders (res, handle, args) {
@@ -194,13 +188,15 @@ class Tracking {
       this.native.handlerFailed(UNMATCHED, `reading memory for the headers failed: ${describeError(e)}`)
       return
     }
+    if (h.length === 0) return
     // writeHead(status, [reason], headers): raw header arrays take ours appended.
     const last = args.length > 0 ? args[args.length - 1] : undefined
-    if (Array.isArray(last)) {
-      for (let i = 0; i < h.length; i += 2) last.push(h[i], h[i + 1])
-      return
+    const raw = Array.isArray(last)
+    for (const line of h.split('\n')) {
+      const colon = line.indexOf(':')
+      if (raw) last.push(line.slice(0, colon), line.slice(colon + 1))
+      else res.setHeader(line.slice(0, colon), line.slice(colon + 1))
     }
-    for (let i = 0; i < h.length; i += 2) res.setHeader(h[i], h[i + 1])
   }
 
   route (req) {
@@ -219,6 +215,10 @@ class Tracking {
     const route = this.route(req)
     let report
     try {
+      if (this.highUsageHandler === null && this.analyticsHandler === null) {
+        this.native.finish(handle, route) // nobody wants the report: none is built
+        return
+      }
       report = this.native.end(handle, route)
     } catch (e) {
       this.native.handlerFailed(route, `reading memory at the end of the request failed: ${describeError(e)}`)

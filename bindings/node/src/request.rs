@@ -46,6 +46,9 @@ impl From<CoreReport> for RequestReport {
     }
 }
 
+/// The route of a request no route matched (yet).
+const UNMATCHED: &str = "unmatched";
+
 struct Tokens {
     next: u32,
     live: HashMap<u32, RequestToken>,
@@ -68,10 +71,11 @@ impl NativeRequestTracker {
         Ok(NativeRequestTracker { inner, tokens: Mutex::new(Tokens { next: 0, live: HashMap::new() }) })
     }
 
-    /// Starts measuring; returns the request's handle, or 0 when disabled or not sampled.
+    /// Starts measuring a request whose route is not known yet (`end` names it); returns the
+    /// request's handle, or 0 when disabled or not sampled.
     #[napi]
-    pub fn begin(&self, env: Env, route: String) -> Result<u32> {
-        let Some(token) = guarded(&env, || self.inner.begin(&route))? else { return Ok(0) };
+    pub fn begin(&self, env: Env) -> Result<u32> {
+        let Some(token) = guarded(&env, || self.inner.begin(UNMATCHED))? else { return Ok(0) };
         let mut t = self.tokens.lock();
         loop {
             t.next = t.next.wrapping_add(1).max(1);
@@ -83,15 +87,25 @@ impl NativeRequestTracker {
         }
     }
 
-    /// The four headers' values so far (`X-Memory-Usage`, `-Peak`, `-Limit`, `-Efficiency`),
-    /// flat as `[name, value, ...]`; empty when `include_headers` is off or the handle is unknown.
+    /// The headers so far as one string `name:value` lines joined by `\n` (one JS string is
+    /// much cheaper to hand over than eight); empty when `include_headers` is off or the handle
+    /// is unknown.
     #[napi]
-    pub fn headers(&self, env: Env, handle: u32) -> Result<Vec<String>> {
+    pub fn headers(&self, env: Env, handle: u32) -> Result<String> {
         let t = self.tokens.lock();
-        let Some(token) = t.live.get(&handle) else { return Ok(Vec::new()) };
+        let Some(token) = t.live.get(&handle) else { return Ok(String::new()) };
         let report = guarded(&env, || self.inner.peek(token))?;
         drop(t);
-        Ok(self.inner.headers(&report).into_iter().flat_map(|(k, v)| [k.to_owned(), v]).collect())
+        let mut out = String::with_capacity(96);
+        for (k, v) in self.inner.headers(&report) {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(k);
+            out.push(':');
+            out.push_str(&v);
+        }
+        Ok(out)
     }
 
     /// Ends the request under `route` (the template known by now): records it in the
@@ -101,6 +115,15 @@ impl NativeRequestTracker {
         let Some(mut token) = self.tokens.lock().live.remove(&handle) else { return Ok(None) };
         token.set_route(&route);
         guarded(&env, || self.inner.end(token)).map(|r| Some(r.into()))
+    }
+
+    /// As `end` without building the report (no handler wants it): whether it was high-usage;
+    /// `null` for an unknown or already ended handle.
+    #[napi]
+    pub fn finish(&self, env: Env, handle: u32, route: String) -> Result<Option<bool>> {
+        let Some(mut token) = self.tokens.lock().live.remove(&handle) else { return Ok(None) };
+        token.set_route(&route);
+        guarded(&env, || self.inner.end(token)).map(|r| Some(r.high_usage))
     }
 
     /// A handler of the JS layer threw for a request of `route`: counted and logged by the core.

@@ -17,7 +17,10 @@ use crate::{guarded, invalid_argument, normalize_numbers};
 
 fn id_arg(env: &Env, method: &str, id: f64) -> Result<u64> {
     if !id.is_finite() || id < 0.0 || id.fract() != 0.0 || id > 9_007_199_254_740_992.0 {
-        return Err(invalid_argument(env, format!("{method}(): 'id' must be a resource id (a whole number >= 0), got {id}")));
+        return Err(invalid_argument(
+            env,
+            format!("{method}(): 'id' must be a resource id (a whole number >= 0), got {id}"),
+        ));
     }
     Ok(id as u64)
 }
@@ -58,9 +61,8 @@ impl NativeResourceTracker {
         }
         let meta = match metadata {
             None => Value::Object(Default::default()),
-            Some(text) => serde_json::from_str(&text).map_err(|e| {
-                invalid_argument(&env, format!("trackResource(): 'metadata' is not valid JSON: {e}"))
-            })?,
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| invalid_argument(&env, format!("trackResource(): 'metadata' is not valid JSON: {e}")))?,
         };
         guarded(&env, || self.inner.track_resource(&kind, size as u64, meta)).map(|id| id as f64)
     }
