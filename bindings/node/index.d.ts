@@ -279,10 +279,8 @@ export declare class NativeRequestTracker {
    */
   begin(): number
   /**
-   * The headers so far as one string `name:value` lines joined by `
-  ` (one JS string is
-   * much cheaper to hand over than eight); empty when `include_headers` is off or the handle
-   * is unknown.
+   * The headers so far as one string of `name:value` lines (one JS string is much cheaper
+   * to hand over than eight); empty when `include_headers` is off or the handle is unknown.
    */
   headers(handle: number): string
   /**

@@ -87,9 +87,8 @@ impl NativeRequestTracker {
         }
     }
 
-    /// The headers so far as one string `name:value` lines joined by `\n` (one JS string is
-    /// much cheaper to hand over than eight); empty when `include_headers` is off or the handle
-    /// is unknown.
+    /// The headers so far as one string of `name:value` lines (one JS string is much cheaper
+    /// to hand over than eight); empty when `include_headers` is off or the handle is unknown.
     #[napi]
     pub fn headers(&self, env: Env, handle: u32) -> Result<String> {
         let t = self.tokens.lock();
