@@ -269,6 +269,70 @@ export declare class NativeMemoryPool {
   config(): Record<string, number | boolean>
 }
 
+/** The native request tracker. Use `memoryTracking()` from `lib/index.js`. */
+export declare class NativeRequestTracker {
+  /** `config`: the core's keys (`enabled`, `track_peak`, `threshold_mb`, `sample_rate`, ...). */
+  constructor(config?: any | undefined | null)
+  /**
+   * Starts measuring a request whose route is not known yet (`end` names it); returns the
+   * request's handle, or 0 when disabled or not sampled.
+   */
+  begin(): number
+  /**
+   * The headers so far as one string of `name:value` lines (one JS string is much cheaper
+   * to hand over than eight); empty when `include_headers` is off or the handle is unknown.
+   */
+  headers(handle: number): string
+  /**
+   * Ends the request under `route` (the template known by now): records it in the
+   * analytics, logs it when high-usage. `null` for an unknown or already ended handle.
+   */
+  end(handle: number, route: string): RequestReport | null
+  /**
+   * As `end` without building the report (no handler wants it): whether it was high-usage;
+   * `null` for an unknown or already ended handle.
+   */
+  finish(handle: number, route: string): boolean | null
+  /** A handler of the JS layer threw for a request of `route`: counted and logged by the core. */
+  handlerFailed(route: string, error: string): void
+  /** Per-route aggregates (see the core's `RequestTracker::analytics`). */
+  analytics(): Record<string, any>
+  /** Requests begun and not yet ended. */
+  get inFlight(): number
+  /** `X-Memory-Limit` in bytes. */
+  get limitBytes(): number
+}
+
+/** The native tracker. Use `ResourceTracker` from `lib/index.js`. */
+export declare class NativeResourceTracker {
+  /** `config`: Streamflow's keys as the core reads them (`maxMemoryUsage`, `thresholds`, ...). */
+  constructor(config?: any | undefined | null)
+  /**
+   * Tracks a resource; `metadata` is its JSON text (the JS layer stringifies it so that
+   * BigInt and cycles fail there). Returns the id (0 when tracking is disabled).
+   */
+  trackResource(kind: string, size: number, metadata?: string | undefined | null): number
+  /** Releases a resource; returns its `ResourceStats`. Unknown or released ids throw and change nothing. */
+  releaseResource(id: number): Record<string, any>
+  /** The resource was collected by the garbage collector unreleased: counted as leaked. */
+  markCollected(id: number): Record<string, any>
+  /** `{ type, size, createdAt, metadata }`, or `null` when not tracked. */
+  getResource(id: number): Record<string, any> | null
+  getMemoryStats(): Record<string, any>
+  leakReport(): Record<string, any>
+  /** Events since the last poll, oldest first: `{ type, usage, threshold, detail }`. */
+  pollEvents(): Array<Record<string, any>>
+  /**
+   * With `enableAutoCleanup`, releases the oldest resources until usage is below the warning
+   * threshold: `{ releasedIds, freedBytes }`.
+   */
+  cleanup(): { releasedIds: number[], freedBytes: number }
+  /** One run of the schedule (always reported by a `cleanup` event). */
+  scheduledCleanup(): { releasedIds: number[], freedBytes: number }
+  /** Forgets every resource and returns the final leak report; later calls throw `MW_CLOSED`. */
+  dispose(): Record<string, any>
+}
+
 /** One scope of a `NativeLazyContainer`. */
 export declare class NativeScope {
   get(name: string): number
@@ -315,6 +379,19 @@ export interface MemoryLimit {
 
 /** `'512M'` -> 536870912; `'-1'` -> null. */
 export declare function parseSize(text: string): number | null
+
+/** One measured request; sizes in bytes, MiB figures as the seed's headers give them. */
+export interface RequestReport {
+  route: string
+  startBytes: number
+  endBytes: number
+  peakBytes: number
+  deltaBytes: number
+  durationMs: number
+  /** Other requests in flight at some time during this one: their memory is in these figures too. */
+  overlapped: number
+  highUsage: boolean
+}
 
 /** What the JS layer wants called during a run. */
 export interface RunFlags {

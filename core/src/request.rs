@@ -172,6 +172,11 @@ impl RequestToken {
     pub fn start_bytes(&self) -> u64 {
         self.start_bytes
     }
+    /// Replaces the route template; for hosts that learn the route only after `begin` (Express
+    /// matches routes while the request runs).
+    pub fn set_route(&mut self, route_template: &str) {
+        route_template.clone_into(&mut self.route);
+    }
 }
 
 /// One measured request.
@@ -422,16 +427,31 @@ impl RequestTracker {
         self.finish(token, bytes, peak)
     }
 
-    fn finish(&self, t: RequestToken, end_bytes: u64, peak: u64) -> RequestReport {
+    /// The figures so far of a request still in flight, read from the process as `end` does,
+    /// for headers that must be sent before the request ends (a streamed body). Nothing is
+    /// recorded, no handler runs and the request stays in flight; `end` gives the final figures.
+    pub fn peek(&self, token: &RequestToken) -> Result<RequestReport> {
+        let bytes = match self.probe.as_ref().map(|p| match &self.sampler {
+            Some(s) => Ok(s.current.load(Ordering::Acquire)),
+            None => p.current_bytes(),
+        }) {
+            Some(r) => r?,
+            None => token.start_bytes,
+        };
+        let hwm = self.hwm();
+        let peak = if self.cfg.track_peak && hwm > token.start_hwm { hwm } else { 0 };
+        Ok(self.report(token, token.route.clone(), bytes, peak))
+    }
+
+    fn report(&self, t: &RequestToken, route: String, end_bytes: u64, peak: u64) -> RequestReport {
         let duration_ms = t.started.elapsed().as_secs_f64() * 1000.0;
         let begun_during = self.begun.load(Ordering::Acquire).saturating_sub(t.begin_seq + 1);
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let overlapped = (t.in_flight_at_start + begun_during).min(u32::MAX as u64) as u32;
         let peak_bytes = peak.max(t.start_bytes).max(end_bytes);
         let growth = peak_bytes - t.start_bytes;
         let high_usage = growth as f64 > self.cfg.threshold_mb * MIB;
-        let report = RequestReport {
-            route: t.route,
+        RequestReport {
+            route,
             start_bytes: t.start_bytes,
             end_bytes,
             peak_bytes,
@@ -439,9 +459,15 @@ impl RequestTracker {
             duration_ms,
             overlapped,
             high_usage,
-        };
+        }
+    }
+
+    fn finish(&self, mut t: RequestToken, end_bytes: u64, peak: u64) -> RequestReport {
+        let route = std::mem::take(&mut t.route);
+        let report = self.report(&t, route, end_bytes, peak);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.record(&report);
-        if high_usage {
+        if report.high_usage {
             self.on_high_usage(&report);
         }
         report
@@ -489,8 +515,7 @@ impl RequestTracker {
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(r)))
                 .unwrap_or_else(|p| Err(panic_text(&*p)));
             if let Err(e) = res {
-                self.handler_errors.fetch_add(1, Ordering::Relaxed);
-                self.log_line(&json!({"event": "handler_error", "route": r.route, "error": e}));
+                self.handler_failed(&r.route, &e);
             }
         }
         if self.cfg.log_high_usage {
@@ -505,6 +530,13 @@ impl RequestTracker {
                 "threshold_mb": self.cfg.threshold_mb,
             }));
         }
+    }
+
+    /// Records that a handler of the host (a high-usage or analytics handler the binding calls
+    /// itself) failed for a request of `route`: counted in `handler_errors` and logged.
+    pub fn handler_failed(&self, route: &str, error: &str) {
+        self.handler_errors.fetch_add(1, Ordering::Relaxed);
+        self.log_line(&json!({"event": "handler_error", "route": route, "error": error}));
     }
 
     /// Appends one JSON line to `log_file`, or writes it to stderr without one.
@@ -776,6 +808,27 @@ mod tests {
             ]
         );
         assert!(tracker(json!({"include_headers": false})).headers(&r).is_empty());
+    }
+
+    #[test]
+    fn peek_records_nothing_and_route_can_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("m.log");
+        let t = tracker(json!({"log_file": log.to_str().unwrap()}));
+        let mut k = t.begin("unmatched").unwrap().unwrap();
+        let p = t.peek(&k).unwrap();
+        assert_eq!(p.route, "unmatched");
+        assert!(p.start_bytes > 0 && p.peak_bytes >= p.end_bytes.max(p.start_bytes), "{p:?}");
+        assert_eq!(t.in_flight(), 1);
+        assert!(t.analytics()["routes"].as_object().unwrap().is_empty());
+        k.set_route("GET /users/:id");
+        let r = t.end(k).unwrap();
+        assert_eq!(r.route, "GET /users/:id");
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.analytics()["routes"]["GET /users/:id"]["count"], 1);
+        t.handler_failed("GET /users/:id", "analytics handler threw");
+        assert_eq!(t.analytics()["handler_errors"], 1);
+        assert!(std::fs::read_to_string(&log).unwrap().contains("analytics handler threw"));
     }
 
     #[cfg(target_os = "linux")]

@@ -491,6 +491,13 @@ impl ResourceTracker {
         self.shared.cleanup(false)
     }
 
+    /// One run of the schedule, as the cleanup thread does it (a `cleanup` event even when
+    /// nothing was released), for hosts that keep the schedule on their own event loop because
+    /// their hooks must run there (Node: pass `cleanupInterval: 0` and call this from a timer).
+    pub fn scheduled_cleanup(&self) -> Result<CleanupReport> {
+        self.shared.cleanup(true)
+    }
+
     /// Stops the timer and forgets every resource; returns the final leak report. Later calls
     /// fail with `Closed`; a second dispose returns the same report.
     pub fn dispose(&self) -> Value {
@@ -631,6 +638,11 @@ mod tests {
         assert_eq!(t.get_memory_stats()["totalAllocated"], 600);
         assert_eq!(t.leak_report()["chunk"]["cleaned_up"], 3);
         assert_eq!(hooks.load(Ordering::SeqCst), 11);
+        // a scheduled run reports itself even when nothing was released
+        t.poll_events();
+        let r = t.scheduled_cleanup().unwrap();
+        assert!(r.released_ids.is_empty());
+        assert_eq!(t.poll_events().iter().map(|e| e.name).collect::<Vec<_>>(), vec!["cleanup"]);
         // without enableAutoCleanup, cleanup runs the hooks and releases nothing
         let t = tracker(json!({"maxMemoryUsage": 100}));
         t.track_resource("x", 100, json!({})).unwrap();

@@ -3,6 +3,7 @@
 // them consistent.
 
 import { EventEmitter } from 'node:events'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CleanupHookInfo, MemoryLimit } from '../index'
 
 export type { CleanupHookInfo, MemoryLimit }
@@ -758,6 +759,164 @@ export class MemoryAlertingService extends EventEmitter {
 
   on(event: 'alert' | 'resolved' | 'deliveryOk' | 'deliveryFailed' | 'dropped' | 'suppressed' | 'event', listener: (event: AlertEvent) => void): this
   once(event: 'alert' | 'resolved' | 'deliveryOk' | 'deliveryFailed' | 'dropped' | 'suppressed' | 'event', listener: (event: AlertEvent) => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+  once(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+// ---- memoryTracking (middleware) ---------------------------------------------------
+
+/** The seed's MemoryTrackingMiddleware options; the seed's snake_case spelling is accepted too. */
+export interface MemoryTrackingOptions {
+  enabled?: boolean
+  trackPeak?: boolean
+  logHighUsage?: boolean
+  /** Growth during a request (peak minus start) above this many MiB makes it high-usage. */
+  thresholdMb?: number
+  /** Accepted; no effect in Node (no per-allocation hook without the inspector). */
+  detailedTracking?: boolean | { enabled?: boolean, trackAllocations?: boolean, trackDeallocations?: boolean, includeStackTraces?: boolean }
+  trackAllocations?: boolean
+  trackDeallocations?: boolean
+  includeStackTraces?: boolean
+  includeHeaders?: boolean
+  logFile?: string
+  /** 0 to 1. */
+  sampleRate?: number
+  /** The route template of a request, read when it ends. Default: Express's matched route or 'unmatched'. */
+  routeTemplate?: (req: any) => string
+  maxRoutes?: number
+  memoryLimit?: number | string
+  randomSeed?: number
+  samplerIntervalMs?: number
+  [snakeCase: string]: unknown
+}
+
+/** The native figures of one request, in bytes. */
+export interface RequestReport {
+  route: string
+  startBytes: number
+  endBytes: number
+  peakBytes: number
+  deltaBytes: number
+  durationMs: number
+  /** Other requests in flight during this one; their memory is in these figures too. */
+  overlapped: number
+  highUsage: boolean
+}
+
+/** What the analytics handler gets for each measured request. */
+export interface RequestAnalytics {
+  route: string
+  method: string
+  statusCode: number
+  /** The client went away before the response finished. */
+  aborted: boolean
+  usageMb: number
+  peakMb: number
+  startMb: number
+  deltaMb: number
+  durationMs: number
+  overlapped: number
+  highUsage: boolean
+  report: RequestReport
+}
+
+export interface MemoryTrackingMethods {
+  /** `(usageMb, req, report)`: `usageMb` is the growth that crossed `thresholdMb`. */
+  setHighUsageHandler(handler: ((usageMb: number, req: any, report: RequestReport) => unknown) | null): this
+  setAnalyticsHandler(handler: ((analytics: RequestAnalytics, req: any) => unknown) | null): this
+  /** Per route template: count, high_usage, overlapped_share, delta_bytes / peak_bytes {p50, p95, max}, duration_ms. */
+  analytics(): Record<string, any>
+  readonly inFlight: number
+}
+
+export type TrackedHandler<H> = H & MemoryTrackingMethods
+
+export interface MemoryTrackingMiddleware extends MemoryTrackingMethods {
+  (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void
+  /** The same tracking for a plain `http.createServer` handler. */
+  wrap<H extends (req: IncomingMessage, res: ServerResponse) => unknown>(handler: H): TrackedHandler<H>
+  wrapHandler<H extends (req: IncomingMessage, res: ServerResponse) => unknown>(handler: H): TrackedHandler<H>
+}
+
+export declare function memoryTracking(options?: MemoryTrackingOptions | null): MemoryTrackingMiddleware
+export declare namespace memoryTracking {
+  function wrap<H extends (req: IncomingMessage, res: ServerResponse) => unknown>(handler: H, options?: MemoryTrackingOptions | null): TrackedHandler<H>
+  function wrapHandler<H extends (req: IncomingMessage, res: ServerResponse) => unknown>(handler: H, options?: MemoryTrackingOptions | null): TrackedHandler<H>
+}
+
+// ---- ResourceTracker ---------------------------------------------------------------
+
+export interface ResourceTrackerOptions {
+  maxMemoryUsage?: number
+  /** Milliseconds. */
+  cleanupInterval?: number
+  enableAutoCleanup?: boolean
+  thresholds?: { warning?: number, critical?: number }
+  gcCallback?: () => void
+  onBeforeGC?: () => void
+  resourceTracking?: { enabled?: boolean, detailed?: boolean, metadata?: boolean }
+  [snakeCase: string]: unknown
+}
+
+/** Streamflow's ResourceStats. */
+export interface ResourceStats {
+  type: string
+  size: number
+  /** Milliseconds since the epoch. */
+  createdAt: number
+  metadata: Record<string, any>
+}
+
+export interface TypeLeaks {
+  live: number
+  released: number
+  collected_unreleased: number
+  cleaned_up: number
+}
+
+export interface ResourceMemoryStats {
+  totalAllocated: number
+  activeResources: number
+  peakMemoryUsage: number
+  totalTracked: number
+  maxMemoryUsage: number
+  usageRatio: number
+  level: 'normal' | 'warning' | 'critical'
+  byType: Record<string, number>
+  leaks: Record<string, TypeLeaks>
+  droppedEvents: number
+  /** With `resourceTracking.detailed`. */
+  bytesByType?: Record<string, number>
+}
+
+export interface TrackerEvent {
+  type: 'memoryWarning' | 'memoryCritical' | 'cleanup'
+  usage: number
+  threshold: number
+  detail: Record<string, any>
+}
+
+export interface CleanupResult {
+  releasedIds: number[]
+  freedBytes: number
+}
+
+/** Streamflow's resource tracker (seed 004). */
+export class ResourceTracker extends EventEmitter {
+  constructor(options?: ResourceTrackerOptions | null)
+  trackResource(resource: unknown, type?: string, metadata?: Record<string, any> | null): number
+  releaseResource(id: number): ResourceStats
+  getResource(id: number): ResourceStats | undefined
+  getMemoryStats(): ResourceMemoryStats
+  leakReport(): Record<string, TypeLeaks>
+  onBeforeGC(hook: () => void): this
+  cleanup(): CleanupResult
+  debug(options?: { trackingEnabled?: boolean, verbose?: boolean }): ResourceMemoryStats
+  dispose(): Record<string, TypeLeaks>
+  readonly disposed: boolean
+
+  on(event: 'memoryWarning' | 'memoryCritical' | 'cleanup', listener: (event: TrackerEvent) => void): this
+  once(event: 'memoryWarning' | 'memoryCritical' | 'cleanup', listener: (event: TrackerEvent) => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
   once(event: string | symbol, listener: (...args: any[]) => void): this
 }

@@ -1659,6 +1659,10 @@ function formatSize (bytes) {
   return native.formatSize(bytes)
 }
 
+// memoryTracking() and ResourceTracker live in files of their own (issue 8).
+const { memoryTracking } = require('./middleware.js')
+const { ResourceTracker } = require('./tracker.js')
+
 module.exports = {
   MemoryManager,
   MemoryPool,
@@ -1669,6 +1673,8 @@ module.exports = {
   FilteredIterator,
   ChunkedDatabaseProcessor,
   MemoryAlertingService,
+  ResourceTracker,
+  memoryTracking,
   MemwardenError,
   parseSize,
   formatSize,

@@ -32,6 +32,8 @@ mod chunk;
 mod container;
 mod iter;
 mod pool;
+mod request;
+mod tracker;
 
 type CoreResult<T> = memwarden_core::Result<T>;
 

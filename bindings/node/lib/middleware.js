@@ -1,0 +1,322 @@
+'use strict'
+
+// memoryTracking(options): the seed's MemoryTrackingMiddleware as an Express/Connect
+// `(req, res, next)` function, and `wrap(handler)` for a plain `http.createServer` handler.
+// Measurement, sampling, the high-usage decision, per-route analytics, logging and header
+// values are the core's (core::request); this file hooks them into Node's response life cycle:
+// begin when the request enters, headers when the head is written, end on 'finish' (or 'close'
+// for an aborted response).
+
+const native = require('../index.js')
+
+const MIB = 1048576
+
+/** The seed's options (camelCase) and the core's keys; the snake_case spelling is accepted too. */
+const OPTION_KEYS = Object.freeze({
+  enabled: 'enabled',
+  trackPeak: 'track_peak',
+  logHighUsage: 'log_high_usage',
+  thresholdMb: 'threshold_mb',
+  detailedTracking: 'detailed_tracking',
+  trackAllocations: 'track_allocations',
+  trackDeallocations: 'track_deallocations',
+  includeStackTraces: 'include_stack_traces',
+  includeHeaders: 'include_headers',
+  logFile: 'log_file',
+  sampleRate: 'sample_rate',
+  randomSeed: 'random_seed',
+  maxRoutes: 'max_routes',
+  memoryLimit: 'memory_limit',
+  samplerIntervalMs: 'sampler_interval_ms'
+})
+const DETAILED_KEYS = Object.freeze({
+  enabled: 'enabled',
+  trackAllocations: 'track_allocations',
+  trackDeallocations: 'track_deallocations',
+  includeStackTraces: 'include_stack_traces'
+})
+const CORE_KEYS = new Set(Object.values(OPTION_KEYS))
+const UNMATCHED = 'unmatched'
+const METHOD = 'memoryTracking()'
+
+function describeType (v) {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'an array'
+  return typeof v
+}
+
+/** NaN / Infinity have no JSON form: their text goes to the core, whose message names them. */
+function jsonSafe (v) {
+  return typeof v === 'number' && !Number.isFinite(v) ? String(v) : v
+}
+
+function describeError (e) {
+  if (e instanceof Error) return `${e.name}: ${e.message}`
+  try {
+    return `thrown: ${String(e)}`
+  } catch {
+    return 'a non-Error value was thrown'
+  }
+}
+
+/**
+ * Splits the options into the core's JSON config and this layer's `routeTemplate`; remembers
+ * which spelling the user wrote for each core key, so errors name the key as written.
+ */
+function readOptions (options) {
+  if (options === undefined || options === null) options = {}
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`${METHOD}: 'options' must be an object, got ${describeType(options)}`)
+  }
+  const core = {}
+  const written = {}
+  let routeTemplate = null
+  for (const [key, value] of Object.entries(options)) {
+    if (value === undefined) continue
+    if (key === 'routeTemplate' || key === 'route_template') {
+      if (routeTemplate !== null) throw new TypeError(`${METHOD}: 'routeTemplate' and 'route_template' are the same option; give one`)
+      if (typeof value !== 'function') {
+        throw new TypeError(`${METHOD}: '${key}' must be a function (req) => string, got ${describeType(value)}`)
+      }
+      routeTemplate = value
+      continue
+    }
+    const coreKey = OPTION_KEYS[key] || key
+    if (written[coreKey] !== undefined) {
+      throw new TypeError(`${METHOD}: '${written[coreKey]}' and '${key}' are the same option; give one`)
+    }
+    written[coreKey] = key
+    if (coreKey === 'detailed_tracking' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const d = {}
+      for (const [k, x] of Object.entries(value)) {
+        if (x !== undefined) d[DETAILED_KEYS[k] || k] = jsonSafe(x)
+      }
+      core[coreKey] = d
+    } else {
+      core[coreKey] = jsonSafe(value)
+    }
+  }
+  return { core, written, routeTemplate, options }
+}
+
+/**
+ * The core's config error as a RangeError (a number out of range) or a TypeError (anything
+ * else), naming the key as the user wrote it; `code` stays the core's `MW_INVALID_CONFIG`.
+ */
+function configError (e, written, options) {
+  if (!e || e.code !== 'MW_INVALID_CONFIG') return e
+  let message = e.message.replace(/^MemoryTrackingMiddleware( detailed_tracking)? config: /, `${METHOD}: `)
+  for (const [coreKey, key] of Object.entries(written)) {
+    message = message.split(`'${coreKey}'`).join(`'${key}'`)
+  }
+  // Suggestions in the core's spelling become camelCase when the user writes camelCase.
+  if (Object.keys(options).some((k) => /[A-Z]/.test(k))) {
+    for (const [camel, coreKey] of Object.entries(OPTION_KEYS)) {
+      message = message.split(`did you mean '${coreKey}'`).join(`did you mean '${camel}'`)
+    }
+  }
+  const named = /invalid value for '([^']+)'/.exec(message)
+  const value = named ? lookup(options, named[1]) : undefined
+  const Ctor = typeof value === 'number' && /expected a (whole )?number/.test(message) ? RangeError : TypeError
+  const err = new Ctor(message)
+  err.code = e.code
+  return err
+}
+
+function lookup (options, key) {
+  if (key in options) return options[key]
+  for (const k of ['detailedTracking', 'detailed_tracking']) {
+    const d = options[k]
+    if (d && typeof d === 'object' && key in d) return d[key]
+  }
+  return undefined
+}
+
+/** Express: the matched route's path below its router's mount path; else 'unmatched'. */
+function defaultRouteTemplate (req) {
+  const route = req.route
+  if (route && typeof route.path === 'string') return `${req.method} ${req.baseUrl || ''}${route.path}`
+  return UNMATCHED
+}
+
+class Tracking {
+  constructor (options) {
+    const { core, written, routeTemplate, options: given } = readOptions(options)
+    try {
+      this.native = new native.NativeRequestTracker(core)
+    } catch (e) {
+      throw configError(e, written, given)
+    }
+    this.enabled = core.enabled !== false
+    this.includeHeaders = core.include_headers !== false
+    this.routeTemplate = routeTemplate
+    this.highUsageHandler = null
+    this.analyticsHandler = null
+  }
+
+  /** Starts measuring `req`; sets the headers when the head is written, ends on finish/close. */
+  track (req, res) {
+    if (!this.enabled) return
+    const handle = this.native.begin()
+    if (handle === 0) return
+    const tracking = this
+    if (this.includeHeaders) {
+      const writeHead = res.writeHead
+      res.writeHead = function memwardenWriteHead (statusCode, reason, headers) {
+        res.writeHead = writeHead
+        if (!res.headersSent) tracking.setHeaders(res, handle, arguments)
+        return writeHead.apply(this, arguments)
+      }
+    }
+    // 'finish' when the response was handed over; 'close' alone when the client went away.
+    let ended = false
+    const onEnd = () => {
+      if (ended) return
+      ended = true
+      tracking.finish(req, res, handle, !res.writableFinished)
+    }
+    res.on('finish', onEnd)
+    res.on('close', onEnd)
+  }
+
+  setHeaders (res, handle, args) {
+    let h
+    try {
+      h = this.native.headers(handle)
+    } catch (e) {
+      // A failed reading never breaks the response.
+      this.native.handlerFailed(UNMATCHED, `reading memory for the headers failed: ${describeError(e)}`)
+      return
+    }
+    if (h.length === 0) return
+    // writeHead(status, [reason], headers): raw header arrays take ours appended.
+    const last = args.length > 0 ? args[args.length - 1] : undefined
+    const raw = Array.isArray(last)
+    for (const line of h.split('\n')) {
+      const colon = line.indexOf(':')
+      if (raw) last.push(line.slice(0, colon), line.slice(colon + 1))
+      else res.setHeader(line.slice(0, colon), line.slice(colon + 1))
+    }
+  }
+
+  route (req) {
+    if (this.routeTemplate === null) return defaultRouteTemplate(req)
+    try {
+      const r = this.routeTemplate(req)
+      if (typeof r === 'string' && r.length > 0) return r
+      this.native.handlerFailed(UNMATCHED, `routeTemplate returned ${describeType(r)}, not a non-empty string`)
+    } catch (e) {
+      this.native.handlerFailed(UNMATCHED, `routeTemplate threw: ${describeError(e)}`)
+    }
+    return UNMATCHED
+  }
+
+  finish (req, res, handle, aborted) {
+    const route = this.route(req)
+    let report
+    try {
+      if (this.highUsageHandler === null && this.analyticsHandler === null) {
+        this.native.finish(handle, route) // nobody wants the report: none is built
+        return
+      }
+      report = this.native.end(handle, route)
+    } catch (e) {
+      this.native.handlerFailed(route, `reading memory at the end of the request failed: ${describeError(e)}`)
+      return
+    }
+    if (report === null) return
+    if (report.highUsage && this.highUsageHandler !== null) {
+      this.call('high-usage handler', route, this.highUsageHandler, (report.peakBytes - report.startBytes) / MIB, req, report)
+    }
+    if (this.analyticsHandler !== null) {
+      this.call('analytics handler', route, this.analyticsHandler, analyticsOf(report, req, res, aborted), req)
+    }
+  }
+
+  /** Calls a user handler; what it throws (or its Promise rejects with) is logged by the core. */
+  call (what, route, fn, a, b, c) {
+    let r
+    try {
+      r = fn(a, b, c)
+    } catch (e) {
+      this.native.handlerFailed(route, `${what} threw: ${describeError(e)}`)
+      return
+    }
+    if (r !== null && typeof r === 'object' && typeof r.then === 'function') {
+      r.then(undefined, (e) => this.native.handlerFailed(route, `${what} rejected: ${describeError(e)}`))
+    }
+  }
+}
+
+/** What the analytics handler gets for one request. */
+function analyticsOf (report, req, res, aborted) {
+  return {
+    route: report.route,
+    method: req.method,
+    statusCode: res.statusCode,
+    aborted,
+    usageMb: report.endBytes / MIB,
+    peakMb: report.peakBytes / MIB,
+    startMb: report.startBytes / MIB,
+    deltaMb: report.deltaBytes / MIB,
+    durationMs: report.durationMs,
+    overlapped: report.overlapped,
+    highUsage: report.highUsage,
+    report
+  }
+}
+
+/** The methods shared by the middleware and the wrapped handler. */
+function decorate (fn, tracking) {
+  fn.setHighUsageHandler = (handler) => {
+    if (handler !== null && typeof handler !== 'function') {
+      throw new TypeError(`setHighUsageHandler(): 'handler' must be a function or null, got ${describeType(handler)}`)
+    }
+    tracking.highUsageHandler = handler
+    return fn
+  }
+  fn.setAnalyticsHandler = (handler) => {
+    if (handler !== null && typeof handler !== 'function') {
+      throw new TypeError(`setAnalyticsHandler(): 'handler' must be a function or null, got ${describeType(handler)}`)
+    }
+    tracking.analyticsHandler = handler
+    return fn
+  }
+  fn.analytics = () => tracking.native.analytics()
+  Object.defineProperty(fn, 'inFlight', { get: () => tracking.native.inFlight })
+  return fn
+}
+
+function wrapWith (tracking, handler, method) {
+  if (typeof handler !== 'function') {
+    throw new TypeError(`${method}: 'handler' must be a function (req, res), got ${describeType(handler)}`)
+  }
+  return decorate(function memwardenTracked (req, res) {
+    tracking.track(req, res)
+    return handler.apply(this, arguments)
+  }, tracking)
+}
+
+/**
+ * The seed's MemoryTrackingMiddleware for Express/Connect: `app.use(memoryTracking({...}))`.
+ * Returns `(req, res, next)` with `setHighUsageHandler(fn)`, `setAnalyticsHandler(fn)`,
+ * `analytics()` and `wrap(handler)` (the same tracking for a plain `http` handler).
+ */
+function memoryTracking (options) {
+  const tracking = new Tracking(options)
+  const middleware = decorate(function memwardenMiddleware (req, res, next) {
+    tracking.track(req, res)
+    next()
+  }, tracking)
+  middleware.wrap = (handler) => wrapWith(tracking, handler, 'wrap()')
+  middleware.wrapHandler = middleware.wrap
+  return middleware
+}
+
+/** `http.createServer(memoryTracking.wrap(handler, options))`. */
+memoryTracking.wrap = function wrap (handler, options) {
+  return wrapWith(new Tracking(options), handler, 'memoryTracking.wrap()')
+}
+memoryTracking.wrapHandler = memoryTracking.wrap
+
+module.exports = { memoryTracking }
