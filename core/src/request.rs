@@ -431,7 +431,7 @@ impl RequestTracker {
     /// for headers that must be sent before the request ends (a streamed body). Nothing is
     /// recorded, no handler runs and the request stays in flight; `end` gives the final figures.
     pub fn peek(&self, token: &RequestToken) -> Result<RequestReport> {
-        let bytes = match self.probe.as_ref().map(|p| match &self.sampler {
+        let bytes = match self.probe().map(|p| match &self.sampler {
             Some(s) => Ok(s.current.load(Ordering::Acquire)),
             None => p.current_bytes(),
         }) {
