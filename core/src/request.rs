@@ -172,6 +172,11 @@ impl RequestToken {
     pub fn start_bytes(&self) -> u64 {
         self.start_bytes
     }
+    /// Renames the route: frameworks route a request only after it began (Flask's
+    /// `url_rule`, Starlette's route, Express's `req.route`), so the template is known at its end.
+    pub fn set_route(&mut self, route_template: &str) {
+        route_template.clone_into(&mut self.route);
+    }
 }
 
 /// One measured request.
@@ -412,16 +417,29 @@ impl RequestTracker {
         self.finish(token, bytes, peak)
     }
 
-    fn finish(&self, t: RequestToken, end_bytes: u64, peak: u64) -> RequestReport {
+    /// The figures so far of a request still in flight, for headers that must go out before
+    /// the body ends (a streamed response): a fresh reading; nothing is recorded and the
+    /// request stays in flight until `end`.
+    pub fn snapshot(&self, token: &RequestToken) -> Result<RequestReport> {
+        let bytes = match (&self.probe, &self.sampler) {
+            (Some(_), Some(s)) => s.current.load(Ordering::Acquire),
+            (Some(p), None) => p.current_bytes()?,
+            (None, _) => token.start_bytes,
+        };
+        let hwm = self.hwm();
+        let peak = if self.cfg.track_peak && hwm > token.start_hwm { hwm } else { 0 };
+        Ok(self.figures(token.route.clone(), token, bytes, peak))
+    }
+
+    fn figures(&self, route: String, t: &RequestToken, end_bytes: u64, peak: u64) -> RequestReport {
         let duration_ms = t.started.elapsed().as_secs_f64() * 1000.0;
         let begun_during = self.begun.load(Ordering::Acquire).saturating_sub(t.begin_seq + 1);
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let overlapped = (t.in_flight_at_start + begun_during).min(u32::MAX as u64) as u32;
         let peak_bytes = peak.max(t.start_bytes).max(end_bytes);
         let growth = peak_bytes - t.start_bytes;
         let high_usage = growth as f64 > self.cfg.threshold_mb * MIB;
-        let report = RequestReport {
-            route: t.route,
+        RequestReport {
+            route,
             start_bytes: t.start_bytes,
             end_bytes,
             peak_bytes,
@@ -429,9 +447,15 @@ impl RequestTracker {
             duration_ms,
             overlapped,
             high_usage,
-        };
+        }
+    }
+
+    fn finish(&self, mut t: RequestToken, end_bytes: u64, peak: u64) -> RequestReport {
+        let route = std::mem::take(&mut t.route);
+        let report = self.figures(route, &t, end_bytes, peak);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.record(&report);
-        if high_usage {
+        if report.high_usage {
             self.on_high_usage(&report);
         }
         report
@@ -766,6 +790,24 @@ mod tests {
             ]
         );
         assert!(tracker(json!({"include_headers": false})).headers(&r).is_empty());
+    }
+
+    #[test]
+    fn snapshot_reads_without_ending() {
+        let t = tracker(json!({"memory_limit": "128M"}));
+        let k = t.begin("GET /s").unwrap().unwrap();
+        let s = t.snapshot(&k).unwrap();
+        assert_eq!(s.route, "GET /s");
+        assert!(s.end_bytes > 0 && s.peak_bytes >= s.end_bytes);
+        assert_eq!(t.in_flight(), 1, "a snapshot does not end the request");
+        assert!(t.analytics()["routes"].as_object().unwrap().is_empty(), "nor record it");
+        let mut k = k;
+        k.set_route("GET /s/{id}");
+        let r = t.end(k).unwrap();
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(r.start_bytes, s.start_bytes);
+        assert_eq!(r.route, "GET /s/{id}");
+        assert_eq!(t.analytics()["routes"]["GET /s/{id}"]["count"], 1);
     }
 
     #[cfg(target_os = "linux")]
