@@ -58,7 +58,6 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tracker::PyResourceTracker>()?;
     let at_exit = wrap_pyfunction!(tracker::resource_trackers_at_exit, m)?;
     m.py().import("atexit")?.call_method1("register", (&at_exit,))?;
-    m.add_function(at_exit)?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(format_size, m)?)?;
     Ok(())

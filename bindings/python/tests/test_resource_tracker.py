@@ -24,10 +24,20 @@ class Chunk:
         self.data = bytearray(n)
 
 
+KEPT = []
+
+
+def kept(n=0):
+    """A Chunk that stays alive for the whole run (a temporary would be collected at once)."""
+    c = Chunk(n)
+    KEPT.append(c)
+    return c
+
+
 def test_track_release_and_stats_with_streamflow_names():
     t = ResourceTracker(max_memory_usage=1000)
-    a = t.track_resource(Chunk(), "chunk", {"size": 100, "type": "image"})
-    b = t.track_resource(Chunk(), "chunk", size=50)
+    a = t.track_resource(kept(), "chunk", {"size": 100, "type": "image"})
+    b = t.track_resource(kept(), "chunk", size=50)
     c = t.track_resource(b"x" * 30, "buffer")  # size from the bytes
     assert (a, b, c) == (1, 2, 3)
     s = t.get_memory_stats()
@@ -48,27 +58,29 @@ def test_size_of_buffers_and_bad_sizes():
     import array
 
     t = ResourceTracker()
-    i = t.track_resource(array.array("d", [0.0] * 10), "array")
+    arr = array.array("d", [0.0] * 10)
+    i = t.track_resource(arr, "array")
     assert t.get_resource(i)["size"] == 80
-    j = t.track_resource(memoryview(b"abcd"), "view")
+    view = memoryview(b"abcd")
+    j = t.track_resource(view, "view")
     assert t.get_resource(j)["size"] == 4
     k = t.track_resource(object(), "opaque")
     assert t.get_resource(k)["size"] == 0
     with pytest.raises(ValueError, match="size"):
-        t.track_resource(Chunk(), "x", size=-1)
+        t.track_resource(kept(), "x", size=-1)
     with pytest.raises(TypeError, match="size"):
-        t.track_resource(Chunk(), "x", size="big")
+        t.track_resource(kept(), "x", size="big")
     with pytest.raises(ValueError, match=r"metadata\['size'\]"):
-        t.track_resource(Chunk(), "x", {"size": -5})
+        t.track_resource(kept(), "x", {"size": -5})
     assert t.get_memory_stats()["activeResources"] == 3
 
 
 def test_collected_without_release_is_counted_as_leaked():
     t = ResourceTracker()
     obj = Chunk()
-    kept = Chunk()
+    alive = Chunk()
     i = t.track_resource(obj, "chunk", size=10)
-    t.track_resource(kept, "chunk", size=5)
+    t.track_resource(alive, "chunk", size=5)
     del obj
     gc.collect()
     assert t.get_resource(i) is None
@@ -98,8 +110,8 @@ def test_objects_without_weak_references_are_tracked_until_released():
 
 def test_double_release_is_an_error_and_changes_nothing():
     t = ResourceTracker()
-    i = t.track_resource(Chunk(), "chunk", size=10)
-    t.track_resource(Chunk(), "chunk", size=20)
+    i = t.track_resource(kept(), "chunk", size=10)
+    t.track_resource(kept(), "chunk", size=20)
     t.release_resource(i)
     before = t.get_memory_stats()
     with pytest.raises(NotFoundError, match=str(i)) as e:
@@ -114,16 +126,16 @@ def test_metadata_that_is_not_json_is_a_type_error_naming_the_key():
     import datetime
 
     t = ResourceTracker()
-    with pytest.raises(TypeError, match=r"metadata\['when'\].*datetime"):
-        t.track_resource(Chunk(), "chunk", {"ok": 1, "when": datetime.datetime.now()})
-    with pytest.raises(TypeError, match=r"metadata\['tags'\]\[1\]"):
-        t.track_resource(Chunk(), "chunk", {"tags": ["a", {1, 2}]})
+    with pytest.raises(TypeError, match=r"metadata\[.when.\].*datetime"):
+        t.track_resource(kept(), "chunk", {"ok": 1, "when": datetime.datetime.now()})
+    with pytest.raises(TypeError, match=r"metadata\[.tags.\]\[1\]"):
+        t.track_resource(kept(), "chunk", {"tags": ["a", {1, 2}]})
     with pytest.raises(TypeError, match="keys"):
-        t.track_resource(Chunk(), "chunk", {1: "x"})
+        t.track_resource(kept(), "chunk", {1: "x"})
     with pytest.raises(TypeError, match="finite"):
-        t.track_resource(Chunk(), "chunk", {"ratio": float("nan")})
+        t.track_resource(kept(), "chunk", {"ratio": float("nan")})
     with pytest.raises(TypeError, match="metadata"):
-        t.track_resource(Chunk(), "chunk", ["not", "a", "dict"])
+        t.track_resource(kept(), "chunk", ["not", "a", "dict"])
     s = t.get_memory_stats()
     assert s["activeResources"] == 0 and s["totalTracked"] == 0
 
@@ -133,17 +145,17 @@ def test_events_fire_once_per_crossing_with_both_spellings():
     warnings, criticals = [], []
     t.on("memoryWarning", warnings.append)
     t.on("memory_critical", criticals.append)
-    ids = [t.track_resource(Chunk(), "chunk", size=100) for _ in range(6)]
+    ids = [t.track_resource(kept(), "chunk", size=100) for _ in range(6)]
     assert warnings == [] and criticals == []
-    ids.append(t.track_resource(Chunk(), "chunk", size=100))  # 700: warning
+    ids.append(t.track_resource(kept(), "chunk", size=100))  # 700: warning
     assert len(warnings) == 1 and warnings[0]["usage"] == 700 and warnings[0]["threshold"] == 0.7
     assert warnings[0]["type"] == "memoryWarning"
-    ids.append(t.track_resource(Chunk(), "chunk", size=100))  # 800: still warning, no new event
-    ids.append(t.track_resource(Chunk(), "chunk", size=100))  # 900: critical
+    ids.append(t.track_resource(kept(), "chunk", size=100))  # 800: still warning, no new event
+    ids.append(t.track_resource(kept(), "chunk", size=100))  # 900: critical
     assert len(warnings) == 1 and len(criticals) == 1 and criticals[0]["usage"] == 900
     for i in ids[-4:]:
         t.release_resource(i)  # down to 500: below warning by more than the hysteresis
-    ids2 = [t.track_resource(Chunk(), "chunk", size=100) for _ in range(2)]  # 700 again
+    ids2 = [t.track_resource(kept(), "chunk", size=100) for _ in range(2)]  # 700 again
     assert len(warnings) == 2
     assert t.get_memory_stats()["level"] == "warning"
     with pytest.raises(ValueError, match="memoryWarning"):
@@ -155,7 +167,7 @@ def test_a_listener_that_raises_is_re_raised_after_the_update():
     t = ResourceTracker(max_memory_usage=100)
     t.on("memoryCritical", lambda e: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        t.track_resource(Chunk(), "chunk", size=95)
+        t.track_resource(kept(), "chunk", size=95)
     assert t.get_memory_stats()["totalAllocated"] == 95 and t.get_memory_stats()["level"] == "critical"
 
 
@@ -183,7 +195,7 @@ def test_cleanup_runs_hooks_and_releases_oldest():
     assert t.leak_report()["chunk"]["collected_unreleased"] == 0
     # without enable_auto_cleanup, cleanup releases nothing
     t2 = ResourceTracker(max_memory_usage=100, gcCallback=lambda: calls.append("t2"))
-    t2.track_resource(Chunk(), "x", size=100)
+    t2.track_resource(kept(), "x", size=100)
     assert t2.cleanup()["released_ids"] == [] and calls[-1] == "t2"
 
 
@@ -207,7 +219,7 @@ def test_dispose_and_context_manager():
         keep = Chunk()
         t.track_resource(keep, "chunk", size=10)
     with pytest.raises(ClosedError):
-        t.track_resource(Chunk(), "chunk")
+        t.track_resource(kept(), "chunk")
     assert t.dispose()["chunk"]["live"] == 1  # the report of what was never released
     del keep
     gc.collect()  # its finalizer was detached: nothing runs against the disposed tracker
@@ -217,12 +229,12 @@ def test_debug_switches_tracking_and_logs(caplog):
     t = ResourceTracker()
     assert t.debug() == {"tracking_enabled": True, "verbose": False}
     assert t.debug(trackingEnabled=False) == {"tracking_enabled": False, "verbose": False}
-    assert t.track_resource(Chunk(), "chunk", size=5) == 0
+    assert t.track_resource(kept(), "chunk", size=5) == 0
     t.release_resource(0)
     assert t.get_memory_stats()["activeResources"] == 0
     t.debug(tracking_enabled=True, verbose=True)
     with caplog.at_level(logging.INFO, logger="memwarden.tracker"):
-        i = t.track_resource(Chunk(), "chunk", size=5)
+        i = t.track_resource(kept(), "chunk", size=5)
         t.release_resource(i)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert f"tracked chunk #{i}" in text and f"released #{i}" in text
@@ -232,11 +244,11 @@ def test_debug_switches_tracking_and_logs(caplog):
 
 def test_resource_tracking_options():
     t = ResourceTracker(resource_tracking={"enabled": True, "detailed": True, "metadata": False})
-    i = t.track_resource(Chunk(), "chunk", {"secret": "x"}, size=3)
+    i = t.track_resource(kept(), "chunk", {"secret": "x"}, size=3)
     assert t.get_resource(i)["metadata"] == {}
     assert t.get_memory_stats()["bytesByType"] == {"chunk": 3}
     t = ResourceTracker({"resourceTracking": {"enabled": False}})
-    assert t.track_resource(Chunk(), "chunk") == 0
+    assert t.track_resource(kept(), "chunk") == 0
 
 
 @pytest.mark.parametrize(
