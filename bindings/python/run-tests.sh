@@ -4,6 +4,7 @@
 #
 #   bindings/python/run-tests.sh            # venv at <repo>/target/py-venv
 #   MEMWARDEN_VENV=/some/venv bindings/python/run-tests.sh
+#   bindings/python/run-tests.sh -k middleware   # extra arguments go to pytest
 #
 # Installs with `pip install bindings/python`, exactly as a user would (maturin builds the
 # wheel in an isolated environment, ~50 s). For quicker local iterations,
@@ -36,6 +37,12 @@ if ! "$py" -c "import aiosmtpd" 2>/dev/null; then
     "$py" -m pip install --quiet --disable-pip-version-check aiosmtpd
 fi
 
+# Real web stacks for the middleware tests: Flask under werkzeug (WSGI), Starlette under uvicorn (ASGI).
+if ! "$py" -c "import flask, starlette, uvicorn" 2>/dev/null; then
+    echo "==> installing flask starlette uvicorn"
+    "$py" -m pip install --quiet --disable-pip-version-check flask starlette uvicorn
+fi
+
 if [ -n "${MEMWARDEN_PY_DEVELOP:-}" ]; then
     echo "==> building memwarden (maturin develop --release)"
     VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
@@ -52,4 +59,4 @@ echo "==> stubtest memwarden._memwarden"
 (cd "$venv" && "$py" -m mypy.stubtest memwarden._memwarden)
 
 echo "==> pytest bindings/python/tests"
-(cd "$repo" && "$py" -m pytest -q bindings/python/tests)
+(cd "$repo" && "$py" -m pytest -q bindings/python/tests "$@")

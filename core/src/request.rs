@@ -831,6 +831,24 @@ mod tests {
         assert!(std::fs::read_to_string(&log).unwrap().contains("analytics handler threw"));
     }
 
+    #[test]
+    fn peek_reads_without_ending() {
+        let t = tracker(json!({"memory_limit": "128M"}));
+        let k = t.begin("GET /s").unwrap().unwrap();
+        let s = t.peek(&k).unwrap();
+        assert_eq!(s.route, "GET /s");
+        assert!(s.end_bytes > 0 && s.peak_bytes >= s.end_bytes);
+        assert_eq!(t.in_flight(), 1, "a peek does not end the request");
+        assert!(t.analytics()["routes"].as_object().unwrap().is_empty(), "nor record it");
+        let mut k = k;
+        k.set_route("GET /s/{id}");
+        let r = t.end(k).unwrap();
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(r.start_bytes, s.start_bytes);
+        assert_eq!(r.route, "GET /s/{id}");
+        assert_eq!(t.analytics()["routes"]["GET /s/{id}"]["count"], 1);
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn process_readings() {

@@ -179,6 +179,10 @@ struct State {
 
 struct Shared {
     cfg: TrackerConfig,
+    /// `resourceTracking.enabled`, switchable at run time by `debug({trackingEnabled})`.
+    tracking: std::sync::atomic::AtomicBool,
+    /// Ids handed out while tracking was off (0) are always a no-op to release.
+    untracked_ids: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     callback: Mutex<Option<EventCallback>>,
     before_gc: Mutex<Vec<Hook>>,
@@ -316,6 +320,8 @@ impl ResourceTracker {
     /// `cleanup_interval_ms > 0`.
     pub fn new(cfg: TrackerConfig) -> Self {
         let shared = Arc::new(Shared {
+            tracking: std::sync::atomic::AtomicBool::new(cfg.tracking_enabled),
+            untracked_ids: std::sync::atomic::AtomicBool::new(false),
             cfg,
             state: Mutex::new(State { next_id: 1, ..State::default() }),
             callback: Mutex::new(None),
@@ -351,11 +357,23 @@ impl ResourceTracker {
         &self.shared.cfg
     }
 
+    /// Whether `track_resource` keeps resources now (`resourceTracking.enabled`, then `debug`).
+    pub fn tracking_enabled(&self) -> bool {
+        self.shared.tracking.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The seed's `debug({trackingEnabled})`: switches tracking on or off from now on; resources
+    /// already tracked stay tracked and can be released.
+    pub fn set_tracking_enabled(&self, on: bool) {
+        self.shared.tracking.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Tracks a resource of `kind` and `size` bytes; returns its id (ids start at 1 and are
     /// never reused). With `resourceTracking.enabled` false nothing is kept and the id is 0.
     pub fn track_resource(&self, kind: &str, size: u64, metadata: Value) -> Result<u64> {
         let cfg = &self.shared.cfg;
-        if !cfg.tracking_enabled {
+        if !self.tracking_enabled() {
+            self.shared.untracked_ids.store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(0);
         }
         let events = {
@@ -381,7 +399,7 @@ impl ResourceTracker {
     }
 
     fn remove(&self, id: u64, collected: bool) -> Result<ResourceStats> {
-        if id == 0 && !self.shared.cfg.tracking_enabled {
+        if id == 0 && self.shared.untracked_ids.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(ResourceStats { kind: String::new(), size: 0, created_at: 0, metadata: Value::Null });
         }
         let (r, events) = {
@@ -676,5 +694,20 @@ mod tests {
         let t = tracker(json!({"resourceTracking": {"metadata": false}}));
         let id = t.track_resource("x", 5, json!({"a": 1})).unwrap();
         assert_eq!(t.get_resource(id).unwrap().metadata, json!({}));
+    }
+
+    #[test]
+    fn tracking_can_be_switched_at_run_time() {
+        let t = tracker(json!({}));
+        assert!(t.release_resource(0).is_err(), "0 was never handed out");
+        let id = t.track_resource("x", 5, json!({})).unwrap();
+        t.set_tracking_enabled(false);
+        assert!(!t.tracking_enabled());
+        assert_eq!(t.track_resource("x", 7, json!({})).unwrap(), 0);
+        t.release_resource(0).unwrap();
+        assert_eq!(t.get_memory_stats()["totalAllocated"], 5);
+        t.release_resource(id).unwrap();
+        t.set_tracking_enabled(true);
+        assert!(t.track_resource("x", 1, json!({})).unwrap() > id);
     }
 }

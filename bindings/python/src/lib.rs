@@ -12,6 +12,8 @@ mod errors;
 mod iterators;
 mod manager;
 mod pool;
+mod request;
+mod tracker;
 
 use pyo3::prelude::*;
 
@@ -50,6 +52,12 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iterators::PyFilteredIterator>()?;
     m.add_class::<chunk::PyChunkedDatabaseProcessor>()?;
     m.add_class::<alert::PyMemoryAlertingService>()?;
+    m.add_class::<request::PyRequestTracker>()?;
+    m.add_class::<request::PyRequestToken>()?;
+    m.add_class::<request::PyRequestReport>()?;
+    m.add_class::<tracker::PyResourceTracker>()?;
+    let at_exit = wrap_pyfunction!(tracker::resource_trackers_at_exit, m)?;
+    m.py().import("atexit")?.call_method1("register", (&at_exit,))?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(format_size, m)?)?;
     Ok(())

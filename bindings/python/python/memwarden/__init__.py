@@ -26,6 +26,10 @@ DB-API connection), so a callback that updates the rows never skips or repeats o
     >>> from memwarden import ChunkedDatabaseProcessor
     >>> proc = ChunkedDatabaseProcessor("sqlite:///app.db", chunk_size=1000)
     >>> proc.process("SELECT * FROM users WHERE active = 1", handle_user)  # doctest: +SKIP
+
+``memwarden.wsgi.MemoryTrackingMiddleware`` and ``memwarden.asgi.MemoryTrackingMiddleware``
+measure memory per request (headers ``X-Memory-*``, analytics per route template);
+``ResourceTracker`` tracks resources by type against a budget, with events and a leak report.
 """
 
 from ._memwarden import (
@@ -49,6 +53,10 @@ from ._memwarden import (
     MemwardenIOError,
     NotFoundError,
     PoolUse,
+    RequestReport,
+    RequestToken,
+    RequestTracker,
+    ResourceTracker,
     Scope,
     StreamingIterator,
     UnsupportedError,
@@ -79,6 +87,10 @@ __all__ = [
     "MemwardenIOError",
     "NotFoundError",
     "PoolUse",
+    "RequestReport",
+    "RequestToken",
+    "RequestTracker",
+    "ResourceTracker",
     "Scope",
     "StreamingIterator",
     "TypedMemoryPool",

@@ -27,6 +27,10 @@ __all__ = [
     "LazyBatches",
     "FilteredIterator",
     "ChunkedDatabaseProcessor",
+    "RequestTracker",
+    "RequestToken",
+    "RequestReport",
+    "ResourceTracker",
     "parse_size",
     "format_size",
 ]
@@ -543,4 +547,189 @@ class MemoryAlertingService:
     def on_event(self, callback: _F) -> _F:
         """``callback(event)`` for every event, on the delivery thread."""
     def __enter__(self) -> "MemoryAlertingService": ...
+    def __exit__(self, *_exc: object) -> bool: ...
+
+@final
+class RequestToken:
+    """A request in flight, from ``RequestTracker.begin`` to ``end``. Ending it twice ends it once."""
+
+    @property
+    def route(self) -> str:
+        """The route template the request is counted under (``end(route=...)`` may change it)."""
+    @property
+    def active(self) -> bool:
+        """False once ``end`` has run."""
+
+@final
+class RequestReport:
+    """The figures of one request, or of one still in flight (from ``snapshot``).
+
+    Process memory is shared by every request the process serves at once: ``overlapped`` says
+    how many other requests ran during this one, and their memory is in these figures too.
+    """
+
+    @property
+    def route(self) -> str: ...
+    @property
+    def start_bytes(self) -> int: ...
+    @property
+    def end_bytes(self) -> int: ...
+    @property
+    def peak_bytes(self) -> int:
+        """The highest reading during the request (the resident high-water mark when it rose)."""
+    @property
+    def delta_bytes(self) -> int: ...
+    @property
+    def duration_ms(self) -> float: ...
+    @property
+    def overlapped(self) -> int:
+        """Other requests in flight at some time during this one."""
+    @property
+    def high_usage(self) -> bool:
+        """Growth (peak minus start) above ``threshold_mb``."""
+    @property
+    def is_final(self) -> bool:
+        """True for the figures at the end of the request, False for a snapshot."""
+    @property
+    def usage_mb(self) -> float:
+        """Memory at the end (or now, for a snapshot) in MiB: the seed's ``X-Memory-Usage``."""
+    @property
+    def peak_mb(self) -> float:
+        """Peak during the request in MiB: ``X-Memory-Peak``."""
+    @property
+    def delta_mb(self) -> float:
+        """End minus start in MiB (negative when memory was returned)."""
+    def to_dict(self) -> Dict[str, Any]:
+        """The figures as a dict (with ``usage_mb``, ``peak_mb``, ``delta_mb`` and ``is_final``)."""
+
+@final
+class RequestTracker:
+    """Per-request memory measurement, aggregated per route template: what
+    ``memwarden.wsgi`` and ``memwarden.asgi`` call for every request.
+
+    ``RequestTracker(config=None, /, **options)`` with the seed's middleware options:
+    ``enabled`` (True), ``track_peak`` (True), ``log_high_usage`` (True), ``threshold_mb``
+    (50, >= 0), ``detailed_tracking`` (False, or a dict of the three below),
+    ``track_allocations``, ``track_deallocations``, ``include_stack_traces``,
+    ``include_headers`` (True), ``log_file`` (JSON lines; stderr without one), ``sample_rate``
+    (1.0, from 0 to 1); and ``random_seed``, ``max_routes`` (200: later templates are counted
+    as ``"other"``), ``memory_limit`` (``X-Memory-Limit``; default the cgroup limit, else
+    physical memory), ``sampler_interval_ms`` (0: each reading is a ``pread`` of
+    ``/proc/self/statm``; > 0: a library thread refreshes one value that often and
+    begin/end read it without a system call). A bad value raises ``ConfigError`` (a
+    ``ValueError``) naming the key.
+    """
+
+    def __new__(cls, config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "RequestTracker": ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def include_headers(self) -> bool: ...
+    @property
+    def sample_rate(self) -> float: ...
+    @property
+    def threshold_mb(self) -> float: ...
+    @property
+    def detailed_tracking(self) -> Dict[str, bool]:
+        """``enabled``, ``track_allocations``, ``track_deallocations``, ``include_stack_traces``."""
+    @property
+    def limit_bytes(self) -> int:
+        """The limit reported as ``X-Memory-Limit``."""
+    @property
+    def in_flight(self) -> int:
+        """Requests begun and not yet ended."""
+    def begin(self, route: str) -> Optional[RequestToken]:
+        """Starts measuring a request counted under ``route`` (a template such as
+        ``"GET /users/{id}"``, never the raw path). None when disabled or not sampled."""
+    def snapshot(self, token: RequestToken) -> RequestReport:
+        """The figures so far of a request still in flight, for headers sent before the body
+        ends; records nothing. ``InvalidArgumentError`` for a token that has ended."""
+    def end(
+        self, token: RequestToken, request: Any = None, route: Optional[str] = None
+    ) -> Optional[RequestReport]:
+        """Ends a request: reads memory, records it under ``route`` (when given, else the
+        template from ``begin``) and, when it is high-usage, calls the high-usage handler with
+        ``request`` and writes the log line. None when the token had ended already."""
+    def headers(self, report: RequestReport, raw: bool = False) -> List[Tuple[Any, Any]]:
+        """``X-Memory-Usage``, ``X-Memory-Peak``, ``X-Memory-Limit`` (MiB, one decimal) and
+        ``X-Memory-Efficiency`` (end / peak, percent) as ``(str, str)`` pairs, or with
+        ``raw=True`` as lower-case ``(bytes, bytes)`` pairs for ASGI. Empty with
+        ``include_headers=False``."""
+    def set_high_usage_handler(self, handler: Optional[Callable[..., Any]]) -> None:
+        """``handler(usage_mb, request)`` or ``handler(usage_mb, request, report_dict)`` for every
+        high-usage request, on the thread that ends it; None removes it. An exception it
+        raises is logged (``logging.getLogger("memwarden")``), counted in
+        ``analytics()["handler_errors"]`` and written to the log; the request goes on."""
+    def analytics(self) -> Dict[str, Any]:
+        """``routes`` (per template: ``count``, ``high_usage``, ``overlapped``,
+        ``overlapped_share``, ``delta_bytes`` / ``peak_bytes`` ``{p50, p95, max}``,
+        ``duration_ms`` ``{avg, max}``), ``in_flight``, ``sampled_out``, ``handler_errors``,
+        ``max_routes``, ``overflowed_routes``, ``sample_rate``, ``note``."""
+
+@final
+class ResourceTracker:
+    """Streamflow's resource tracker (seed 004): resources tracked by type and size against
+    ``max_memory_usage``, ``memoryWarning`` / ``memoryCritical`` events once per crossing (with
+    hysteresis), cleanup of the oldest resources, and a leak report per type.
+
+    ``ResourceTracker(config=None, /, **options)``; keys as Streamflow writes them or in
+    snake_case (same units): ``max_memory_usage`` / ``maxMemoryUsage`` (bytes, 100 MiB),
+    ``thresholds`` (``{"warning": 0.7, "critical": 0.9}``, fractions), ``cleanup_interval`` /
+    ``cleanupInterval`` (milliseconds, 30000), ``enable_auto_cleanup`` /
+    ``enableAutoCleanup`` (False), ``resource_tracking`` / ``resourceTracking``
+    (``{"enabled": True, "detailed": False, "metadata": True}``), ``gc_callback`` /
+    ``gcCallback`` (called after every cleanup), ``report_at_exit`` (False: print the leak
+    report to stderr when the interpreter exits).
+
+    A resource Python collects without a release is released through ``weakref.finalize``
+    and counted as leaked (``collected_unreleased``). Objects that cannot be weakly
+    referenced (``int``, ``str``, ``bytes``, ``tuple``, ``dict``, ...) are tracked without a
+    finalizer: only ``release_resource`` or ``cleanup`` ends them.
+
+    Event listeners and hooks run on the thread that caused them (the timer thread for
+    automatic cleanup, with the GIL). An exception they raise is re-raised by the call that
+    ran them, after the tracker is updated; on the timer thread it goes to
+    ``sys.unraisablehook``. As a context manager, leaving the block disposes the tracker.
+    """
+
+    def __new__(cls, config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "ResourceTracker": ...
+    def track_resource(
+        self, resource: Any, type: str = "resource", metadata: Optional[Mapping[str, Any]] = None, size: Optional[int] = None
+    ) -> int:
+        """Tracks ``resource`` as ``type``; returns its id (ids start at 1; 0 while tracking is
+        off). The size is ``size``, else ``metadata["size"]``, else the byte length of a
+        bytes-like object, else 0. Metadata must be JSON-serialisable: anything else raises
+        ``TypeError`` naming the key."""
+    def release_resource(self, id: int) -> Dict[str, Any]:
+        """Releases a resource and returns its ``ResourceStats`` dict. An unknown or already
+        released id raises ``NotFoundError`` (a ``LookupError``) and changes nothing."""
+    def get_resource(self, id: int) -> Optional[Dict[str, Any]]:
+        """``{"type", "size", "createdAt" (ms since the epoch), "metadata"}``, or None."""
+    def get_memory_stats(self) -> Dict[str, Any]:
+        """``totalAllocated``, ``activeResources``, ``peakMemoryUsage``, ``totalTracked``,
+        ``maxMemoryUsage``, ``usageRatio``, ``level``, ``byType``, ``leaks``,
+        ``droppedEvents`` (and ``bytesByType`` with ``resource_tracking={"detailed": True}``)."""
+    def leak_report(self) -> Dict[str, Dict[str, int]]:
+        """Per type: ``live``, ``released``, ``collected_unreleased``, ``cleaned_up``."""
+    def on(self, event: str, callback: _F) -> _F:
+        """``callback(event)`` for ``"memoryWarning"`` / ``"memory_warning"``,
+        ``"memoryCritical"`` / ``"memory_critical"`` or ``"cleanup"``; the event is a dict
+        with ``type``, ``usage``, ``threshold``, ``detail``. Returns callback."""
+    def on_before_gc(self, callback: _F) -> _F:
+        """``callback()`` runs first in every cleanup. Returns callback."""
+    def cleanup(self) -> Dict[str, Any]:
+        """Runs the before-GC hooks, then (with ``enable_auto_cleanup``) releases the oldest
+        resources until usage is below the warning threshold, then the gc_callback. Returns
+        ``{"released_ids": [...], "freed_bytes": n}``."""
+    def dispose(self) -> Dict[str, Any]:
+        """Stops the timer, forgets every resource and returns the final leak report; later
+        calls raise ``ClosedError``."""
+    def debug(
+        self, tracking_enabled: Optional[bool] = None, verbose: Optional[bool] = None, **kwargs: bool
+    ) -> Dict[str, bool]:
+        """The seed's ``debug({trackingEnabled, verbose})`` (``trackingEnabled=`` is accepted
+        too): ``tracking_enabled`` switches tracking on or off from now on; ``verbose`` logs
+        every track, release, collection and event to ``logging.getLogger("memwarden.tracker")``
+        at INFO and prints the leak report at exit. Returns the settings now in force."""
+    def __enter__(self) -> "ResourceTracker": ...
     def __exit__(self, *_exc: object) -> bool: ...
