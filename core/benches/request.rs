@@ -12,11 +12,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("anchor: ProcessProbe current_bytes x2", |b| {
         b.iter(|| std::hint::black_box(probe.current_bytes().unwrap() + probe.current_bytes().unwrap()))
     });
-    let t = RequestTracker::from_json(&json!({"track_peak": true, "random_seed": 1})).unwrap();
+    let t =
+        RequestTracker::from_json(&json!({"track_peak": true, "random_seed": 1, "sampler_interval_ms": 0})).unwrap();
     g.bench_function("memwarden begin+end (track_peak)", |b| {
         b.iter(|| std::hint::black_box(t.end(t.begin("GET /users/{id}").unwrap().unwrap()).unwrap()))
     });
-    let t = RequestTracker::from_json(&json!({"track_peak": false, "random_seed": 1})).unwrap();
+    let t =
+        RequestTracker::from_json(&json!({"track_peak": false, "random_seed": 1, "sampler_interval_ms": 0})).unwrap();
     g.bench_function("memwarden begin+end (no peak)", |b| {
         b.iter(|| std::hint::black_box(t.end(t.begin("GET /users/{id}").unwrap().unwrap()).unwrap()))
     });
@@ -26,6 +28,9 @@ fn bench(c: &mut Criterion) {
     });
     drop(t);
     let t = RequestTracker::from_json(&json!({"random_seed": 1})).unwrap();
+    g.bench_function("memwarden begin+end (default: auto)", |b| {
+        b.iter(|| std::hint::black_box(t.end(t.begin("GET /users/{id}").unwrap().unwrap()).unwrap()))
+    });
     g.bench_function("memwarden begin_with+end_with (host readings)", |b| {
         b.iter(|| std::hint::black_box(t.end_with(t.begin_with("GET /users/{id}", 1000).unwrap(), 2000, 3000)))
     });

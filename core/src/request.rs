@@ -57,9 +57,22 @@ pub struct RequestConfig {
     pub memory_limit: Option<u64>,
     /// `sampler_interval_ms` > 0: a library thread reads the process every that many ms and
     /// `begin`/`end` take its last value (no syscall per request; figures up to that old).
-    /// 0 (default): `begin`/`end` read the process themselves (`pread`, ~1 µs each).
+    /// 0: `begin`/`end` read the process themselves (`pread`, ~1 µs each on a quiet machine).
     pub sampler_interval_ms: u64,
+    /// `sampler_interval_ms: "auto"` (the default): read the process per request until requests
+    /// come faster than [`AUTO_RATE`] a second, then start the sampler thread (every
+    /// [`AUTO_INTERVAL_MS`] ms) for the rest of the tracker's life. A busy server's
+    /// requests are short, a reading per request would cost more than they do, and a reading
+    /// a few ms old says as much about them.
+    pub sampler_auto: bool,
 }
+
+/// Requests a second above which `sampler_interval_ms: "auto"` starts the sampler thread.
+pub const AUTO_RATE: u64 = 1000;
+/// The sampler's interval once `"auto"` has started it.
+pub const AUTO_INTERVAL_MS: u64 = 5;
+/// `"auto"` looks at the time taken by every this many requests.
+const AUTO_WINDOW: u64 = 64;
 
 impl Default for RequestConfig {
     fn default() -> Self {
@@ -76,6 +89,7 @@ impl Default for RequestConfig {
             max_routes: 200,
             memory_limit: None,
             sampler_interval_ms: 0,
+            sampler_auto: true,
         }
     }
 }
@@ -149,7 +163,16 @@ impl RequestConfig {
                 None => d.max_routes,
             },
             memory_limit,
-            sampler_interval_ms: r.u64("sampler_interval_ms")?.unwrap_or(0),
+            sampler_interval_ms: match r.get("sampler_interval_ms") {
+                Some(Value::String(s)) if s == "auto" => 0,
+                Some(Value::String(_)) => return Err(r.bad("sampler_interval_ms", "a whole number of ms or \"auto\"")),
+                _ => r.u64("sampler_interval_ms")?.unwrap_or(0),
+            },
+            sampler_auto: match r.get("sampler_interval_ms") {
+                None | Some(Value::Null) => d.sampler_auto,
+                Some(Value::String(_)) => true,
+                Some(_) => false,
+            },
         })
     }
 }
@@ -223,7 +246,12 @@ pub struct RequestTracker {
     /// Opened on first use, so hosts that give their own readings (`begin_with`, PHP) never
     /// open /proc: under php-fpm a tracker lives for one request.
     probe: std::sync::OnceLock<Option<Arc<ProcessProbe>>>,
-    sampler: Option<Arc<Sampler>>,
+    /// Started at construction (`sampler_interval_ms` > 0) or by `"auto"`; `Some(None)` if the
+    /// thread could not start (readings stay per request).
+    sampler: std::sync::OnceLock<Option<Arc<Sampler>>>,
+    /// For `"auto"`: when the current window of [`AUTO_WINDOW`] requests began (ns since `epoch`).
+    auto_window_start: AtomicU64,
+    epoch: Instant,
     limit_bytes: u64,
     rng: AtomicU64,
     in_flight: AtomicU64,
@@ -286,36 +314,11 @@ impl RequestTracker {
         let limit_bytes = cfg.memory_limit.unwrap_or_else(|| {
             crate::probe::cgroup_limit().map(|(b, _)| b).unwrap_or_else(crate::probe::physical_memory)
         });
-        let probe = std::sync::OnceLock::new();
-        let eager = if cfg.sampler_interval_ms > 0 { ProcessProbe::new().ok().map(Arc::new) } else { None };
-        if let Some(p) = &eager {
-            let _ = probe.set(Some(p.clone()));
-        }
-        let sampler = match (&eager, cfg.sampler_interval_ms) {
-            (Some(p), ms) if ms > 0 => {
-                let s = Arc::new(Sampler {
-                    current: AtomicU64::new(0),
-                    hwm: AtomicU64::new(0),
-                    stop: std::sync::atomic::AtomicBool::new(false),
-                });
-                s.read(p, cfg.track_peak);
-                let (s2, p2, peak) = (s.clone(), p.clone(), cfg.track_peak);
-                std::thread::Builder::new()
-                    .name("memwarden-request-sampler".into())
-                    .spawn(move || {
-                        while !s2.stop.load(Ordering::Acquire) {
-                            std::thread::sleep(std::time::Duration::from_millis(ms));
-                            s2.read(&p2, peak);
-                        }
-                    })
-                    .map_err(|e| Error::io("cannot start the request sampler thread", &e))?;
-                Some(s)
-            }
-            _ => None,
-        };
-        Ok(RequestTracker {
-            probe,
-            sampler,
+        let tracker = RequestTracker {
+            probe: std::sync::OnceLock::new(),
+            sampler: std::sync::OnceLock::new(),
+            auto_window_start: AtomicU64::new(0),
+            epoch: Instant::now(),
             limit_bytes,
             rng: AtomicU64::new(seed),
             in_flight: AtomicU64::new(0),
@@ -325,7 +328,76 @@ impl RequestTracker {
             analytics: Mutex::new(Analytics { routes: HashMap::new(), overflowed: 0 }),
             handler: RwLock::new(None),
             cfg,
-        })
+        };
+        if tracker.cfg.sampler_interval_ms > 0 {
+            tracker.start_sampler(tracker.cfg.sampler_interval_ms)?;
+        }
+        Ok(tracker)
+    }
+
+    /// Starts the sampler thread once (later calls return the one running).
+    fn start_sampler(&self, ms: u64) -> Result<()> {
+        let mut failure = None;
+        self.sampler.get_or_init(|| {
+            let p = self.probe()?.clone();
+            let s = Arc::new(Sampler {
+                current: AtomicU64::new(0),
+                hwm: AtomicU64::new(0),
+                stop: std::sync::atomic::AtomicBool::new(false),
+            });
+            s.read(&p, self.cfg.track_peak);
+            let (s2, peak) = (s.clone(), self.cfg.track_peak);
+            match std::thread::Builder::new().name("memwarden-request-sampler".into()).spawn(move || {
+                while !s2.stop.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    s2.read(&p, peak);
+                }
+            }) {
+                Ok(_) => Some(s),
+                Err(e) => {
+                    failure = Some(Error::io("cannot start the request sampler thread", &e));
+                    None
+                }
+            }
+        });
+        failure.map_or(Ok(()), Err)
+    }
+
+    fn sampler(&self) -> Option<&Arc<Sampler>> {
+        self.sampler.get().and_then(Option::as_ref)
+    }
+
+    /// `"auto"`: every [`AUTO_WINDOW`] requests, starts the sampler if they came faster than
+    /// [`AUTO_RATE`] a second.
+    fn auto_switch(&self) {
+        if !self.cfg.sampler_auto || self.sampler.get().is_some() {
+            return;
+        }
+        let n = self.begun.load(Ordering::Relaxed);
+        if n % AUTO_WINDOW != AUTO_WINDOW - 1 {
+            return;
+        }
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let start = self.auto_window_start.swap(now, Ordering::Relaxed);
+        if now.saturating_sub(start) < AUTO_WINDOW * 1_000_000_000 / AUTO_RATE
+            && let Err(e) = self.start_sampler(AUTO_INTERVAL_MS)
+        {
+            self.log_line(&json!({"event": "sampler_error", "error": e.to_string()}));
+        }
+    }
+
+    /// How `begin`/`end` read the process now: for the analytics.
+    fn readings(&self) -> String {
+        match self.sampler.get() {
+            Some(Some(_)) if self.cfg.sampler_interval_ms > 0 => {
+                format!("sampler thread every {} ms", self.cfg.sampler_interval_ms)
+            }
+            Some(Some(_)) => {
+                format!("sampler thread every {AUTO_INTERVAL_MS} ms (auto: requests came faster than {AUTO_RATE}/s)")
+            }
+            _ if self.cfg.sampler_auto => format!("one read per reading (auto: sampler above {AUTO_RATE} requests/s)"),
+            _ => "one read per reading".into(),
+        }
     }
 
     pub fn config(&self) -> &RequestConfig {
@@ -359,7 +431,7 @@ impl RequestTracker {
         if !self.cfg.track_peak {
             return 0;
         }
-        if let Some(s) = &self.sampler {
+        if let Some(s) = self.sampler() {
             return s.hwm.load(Ordering::Acquire);
         }
         self.probe().and_then(|p| p.peak_bytes().ok()).unwrap_or(0)
@@ -374,7 +446,8 @@ impl RequestTracker {
         let probe = self.probe().ok_or_else(|| {
             Error::new(crate::ErrorKind::Unsupported, "no process probe on this system: use begin_with")
         })?;
-        let bytes = match &self.sampler {
+        self.auto_switch();
+        let bytes = match self.sampler() {
             Some(s) => s.current.load(Ordering::Acquire),
             None => probe.current_bytes()?,
         };
@@ -405,7 +478,7 @@ impl RequestTracker {
 
     /// Ends a request measured with the process probe.
     pub fn end(&self, token: RequestToken) -> Result<RequestReport> {
-        let bytes = match self.probe().map(|p| match &self.sampler {
+        let bytes = match self.probe().map(|p| match self.sampler() {
             Some(s) => Ok(s.current.load(Ordering::Acquire)),
             None => p.current_bytes(),
         }) {
@@ -431,7 +504,7 @@ impl RequestTracker {
     /// for headers that must be sent before the request ends (a streamed body). Nothing is
     /// recorded, no handler runs and the request stays in flight; `end` gives the final figures.
     pub fn peek(&self, token: &RequestToken) -> Result<RequestReport> {
-        let bytes = match self.probe().map(|p| match &self.sampler {
+        let bytes = match self.probe().map(|p| match self.sampler() {
             Some(s) => Ok(s.current.load(Ordering::Acquire)),
             None => p.current_bytes(),
         }) {
@@ -623,6 +696,7 @@ impl RequestTracker {
             "max_routes": self.cfg.max_routes,
             "overflowed_routes": a.overflowed,
             "sample_rate": self.cfg.sample_rate,
+            "readings": self.readings(),
             "note": "figures are the process's memory; a request that overlapped others also carries their memory",
         })
     }
@@ -631,7 +705,7 @@ impl RequestTracker {
 impl Drop for RequestTracker {
     fn drop(&mut self) {
         // The thread sees the flag within one interval and exits; it holds only its own Arcs.
-        if let Some(s) = &self.sampler {
+        if let Some(s) = self.sampler() {
             s.stop.store(true, Ordering::Release);
         }
     }
@@ -863,5 +937,40 @@ mod tests {
         let k = t.begin("GET /").unwrap().unwrap();
         let r = t.end(k).unwrap();
         assert!(r.start_bytes > 0 && r.end_bytes > 0, "{r:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn auto_starts_the_sampler_only_when_requests_come_fast() {
+        // Slow requests: one reading each, no thread.
+        let t = tracker(json!({}));
+        assert!(t.cfg.sampler_auto);
+        for _ in 0..(2 * AUTO_WINDOW) {
+            let k = t.begin("GET /slow").unwrap().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            t.end(k).unwrap();
+        }
+        assert!(t.sampler().is_none(), "{}", t.analytics()["readings"]);
+        assert!(t.analytics()["readings"].as_str().unwrap().starts_with("one read per reading (auto"));
+        // A burst: the sampler starts within two windows and serves the readings.
+        let t = tracker(json!({"sampler_interval_ms": "auto"}));
+        for _ in 0..(2 * AUTO_WINDOW) {
+            let k = t.begin("GET /fast").unwrap().unwrap();
+            t.end(k).unwrap();
+        }
+        let s = t.sampler().expect("the burst started the sampler");
+        assert!(s.current.load(Ordering::Acquire) > 0);
+        assert!(t.analytics()["readings"].as_str().unwrap().contains("auto"));
+        let k = t.begin("GET /fast").unwrap().unwrap();
+        assert!(t.end(k).unwrap().start_bytes > 0);
+        // 0 turns it off whatever the rate; a word other than "auto" is an error naming the key.
+        let t = tracker(json!({"sampler_interval_ms": 0}));
+        for _ in 0..(2 * AUTO_WINDOW) {
+            let k = t.begin("GET /fast").unwrap().unwrap();
+            t.end(k).unwrap();
+        }
+        assert!(t.sampler().is_none());
+        let e = RequestTracker::from_json(&json!({"sampler_interval_ms": "often"})).err().unwrap();
+        assert!(e.message().contains("sampler_interval_ms"), "{}", e.message());
     }
 }

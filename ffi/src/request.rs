@@ -81,7 +81,8 @@ fn tracker(p: *const mw_request) -> FfiResult<Arc<mw_request>> {
 /// `log_high_usage`, `threshold_mb`, `detailed_tracking`, `include_headers`, `log_file`,
 /// `sample_rate` in [0, 1], `random_seed`, `max_routes`, `memory_limit`, `sampler_interval_ms`
 /// (> 0: a library thread reads memory every that many ms and begin/end use its last value,
-/// ~0.16 µs instead of ~2.9 µs per request)); NULL or `""` for
+/// ~0.16 µs instead of ~2.9 µs per request; 0: a read per reading; `"auto"`, the default: reads
+/// until requests come faster than 1000/s, then the thread every 5 ms)); NULL or `""` for
 /// defaults. A bad value returns `MW_STATUS_INVALID_CONFIG` naming the key.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mw_request_new(config_json: *const c_char, out: *mut *mut mw_request) -> mw_status {

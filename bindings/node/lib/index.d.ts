@@ -786,7 +786,7 @@ export interface MemoryTrackingOptions {
   maxRoutes?: number
   memoryLimit?: number | string
   randomSeed?: number
-  samplerIntervalMs?: number
+  samplerIntervalMs?: number | 'auto'
   [snakeCase: string]: unknown
 }
 

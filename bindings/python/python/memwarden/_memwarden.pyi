@@ -614,9 +614,10 @@ class RequestTracker:
     ``include_headers`` (True), ``log_file`` (JSON lines; stderr without one), ``sample_rate``
     (1.0, from 0 to 1); and ``random_seed``, ``max_routes`` (200: later templates are counted
     as ``"other"``), ``memory_limit`` (``X-Memory-Limit``; default the cgroup limit, else
-    physical memory), ``sampler_interval_ms`` (0: each reading is a ``pread`` of
-    ``/proc/self/statm``; > 0: a library thread refreshes one value that often and
-    begin/end read it without a system call). A bad value raises ``ConfigError`` (a
+    physical memory), ``sampler_interval_ms`` (``"auto"``, the default: a ``pread`` of
+    ``/proc/self/statm`` per reading until requests come faster than 1000 a second, then a
+    library thread every 5 ms; 0: always a ``pread`` per reading; > 0: a library thread
+    refreshes one value that often and begin/end read it without a system call). A bad value raises ``ConfigError`` (a
     ``ValueError``) naming the key.
     """
 
