@@ -31,6 +31,7 @@ mod bridge;
 mod chunk;
 mod container;
 mod iter;
+mod monitor;
 mod pool;
 
 type CoreResult<T> = memwarden_core::Result<T>;
