@@ -11,6 +11,7 @@ mod convert;
 mod errors;
 mod iterators;
 mod manager;
+mod monitor;
 mod pool;
 
 use pyo3::prelude::*;
@@ -50,6 +51,8 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iterators::PyFilteredIterator>()?;
     m.add_class::<chunk::PyChunkedDatabaseProcessor>()?;
     m.add_class::<alert::PyMemoryAlertingService>()?;
+    m.add_class::<monitor::PyMonitor>()?;
+    m.add_function(wrap_pyfunction!(monitor::analyze, m)?)?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(format_size, m)?)?;
     Ok(())
