@@ -34,6 +34,9 @@ mod iter;
 mod monitor;
 mod pool;
 
+// Exported by `#[napi]`; re-exported so the lib test build sees it used.
+pub use monitor::analyze_file;
+
 type CoreResult<T> = memwarden_core::Result<T>;
 
 // ---- errors ----------------------------------------------------------------------------

@@ -194,7 +194,8 @@ pub fn read_export(path: impl AsRef<Path>) -> Result<Export> {
     };
     match version {
         1 => {
-            return serde_json::from_value(head).map_err(|e| bad(format!("is a damaged memwarden monitor export: {e}")));
+            return serde_json::from_value(head)
+                .map_err(|e| bad(format!("is a damaged memwarden monitor export: {e}")));
         }
         EXPORT_VERSION => {}
         _ => {
