@@ -155,6 +155,10 @@ typedef struct mw_lazy mw_lazy;
 // they run, so they may call `mw_manager_*` functions on the same manager.
 typedef struct mw_manager mw_manager;
 
+// A memory monitor: a series of samples of a process, its tree or the whole system. Create with
+// `mw_monitor_new`, free with `mw_monitor_free`. Thread-safe.
+typedef struct mw_monitor mw_monitor;
+
 // An object pool. Create with `mw_pool_new`, free with `mw_pool_free`.
 //
 // Thread-safe. `mw_pool_acquire` blocks up to `acquire_timeout` when all objects are in
@@ -887,6 +891,60 @@ mw_status mw_manager_remove_cleanup_hook(mw_manager *manager, const char *name, 
 // `STATE_*` in the other languages), or `"unknown"` for any other number. Static string;
 // do not free.
 const char *mw_state_name(int32_t state);
+
+// Creates a monitor. `config_json` (NULL or `""`: the whole system, every second) has the keys
+// `pid` (watch this process; it must exist and be yours), `children` (with `pid`: the sum over
+// its process tree), `system` (true: the whole machine; the default without `pid`), `interval`
+// (seconds, fractions allowed, > 0; default 1), `threshold` (percent of the limit, default 80),
+// `export` (a file that every sample is appended to, one JSON line each, while sampling) and
+// `export_sync_every` (fsync the export every N samples; default about once a second).
+// A pid that does not exist is `MW_STATUS_NOT_FOUND`; another user's pid is
+// `MW_STATUS_INVALID_ARGUMENT`; an export path that cannot be written is `MW_STATUS_IO`.
+mw_status mw_monitor_new(const char *config_json, mw_monitor **out);
+
+// Stops the background sampler if it runs and frees the monitor. NULL is a no-op.
+void mw_monitor_free(mw_monitor *monitor);
+
+// Starts sampling on a background thread: at once, then every `interval` (a tick missed while the
+// machine stalled is skipped, not caught up). `MW_STATUS_INVALID_ARGUMENT` when already running.
+mw_status mw_monitor_start(mw_monitor *monitor);
+
+// Stops the background sampler (returns once it has stopped) and fsyncs the export. A no-op
+// when it is not running.
+mw_status mw_monitor_stop(mw_monitor *monitor);
+
+// Writes 1 to `*running_out` while the background sampler runs, else 0 (also after it ended on
+// its own, e.g. because the process exited; `mw_monitor_status` says why).
+mw_status mw_monitor_running(mw_monitor *monitor, int32_t *running_out);
+
+// `{running, samples, skipped_ticks, ended, meta}`: `ended` is why the sampler stopped on its
+// own (`"process 123 has exited"`) or null; `meta` is the export header's (target, interval,
+// limit_bytes, limit_origin, threshold, started_unix_ms, version).
+mw_status mw_monitor_status(mw_monitor *monitor, char **json_out);
+
+// Takes one sample now, adds it to the series (and the export) and writes it to `*json_out` as
+// `{t, unix_ms, current_bytes, peak_bytes, limit_bytes}`. A process that has exited is
+// `MW_STATUS_NOT_FOUND`.
+mw_status mw_monitor_sample_now(mw_monitor *monitor, char **json_out);
+
+// The series so far as a JSON array of samples (see `mw_monitor_sample_now`).
+mw_status mw_monitor_samples(mw_monitor *monitor, char **json_out);
+
+// The analysis of the series so far: `{samples, duration_s, average_mb, min_mb, peak_mb,
+// limit_mb, efficiency_percent, spikes: [{t, mb, jump_mb}], leak: {slope_mb_per_min, r2, steady,
+// sentence} | null}` (efficiency = average / peak in percent; leak is null with fewer than 3 samples).
+mw_status mw_monitor_analyze(mw_monitor *monitor,
+                             char **json_out);
+
+// Writes the series so far to `path` as an export file (atomically: temp file, then rename),
+// which `mw_analyze_file` and `memwarden analyze` / `plot` read.
+mw_status mw_monitor_export(mw_monitor *monitor, const char *path);
+
+// The analysis (as `mw_monitor_analyze`) of an export file written by `memwarden monitor
+// --export`, a monitor's `export` key or `mw_monitor_export`. A file that cannot be read is
+// `MW_STATUS_IO`; an empty, truncated or foreign file is `MW_STATUS_INVALID_ARGUMENT` with a
+// message naming the file and the problem. A last line cut short (a killed monitor) is ignored.
+mw_status mw_analyze_file(const char *path, char **json_out);
 
 // Creates a pool and its first `min_size` objects.
 //

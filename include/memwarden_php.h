@@ -70,6 +70,8 @@ typedef struct mw_lazy mw_lazy;
 
 typedef struct mw_manager mw_manager;
 
+typedef struct mw_monitor mw_monitor;
+
 typedef struct mw_pool mw_pool;
 
 typedef struct mw_request mw_request;
@@ -425,6 +427,29 @@ mw_status mw_manager_add_cleanup_hook(mw_manager *manager,
 mw_status mw_manager_remove_cleanup_hook(mw_manager *manager, const char *name, bool *out_removed);
 
 const char *mw_state_name(int32_t state);
+
+mw_status mw_monitor_new(const char *config_json, mw_monitor **out);
+
+void mw_monitor_free(mw_monitor *monitor);
+
+mw_status mw_monitor_start(mw_monitor *monitor);
+
+mw_status mw_monitor_stop(mw_monitor *monitor);
+
+mw_status mw_monitor_running(mw_monitor *monitor, int32_t *running_out);
+
+mw_status mw_monitor_status(mw_monitor *monitor, char **json_out);
+
+mw_status mw_monitor_sample_now(mw_monitor *monitor, char **json_out);
+
+mw_status mw_monitor_samples(mw_monitor *monitor, char **json_out);
+
+mw_status mw_monitor_analyze(mw_monitor *monitor,
+                             char **json_out);
+
+mw_status mw_monitor_export(mw_monitor *monitor, const char *path);
+
+mw_status mw_analyze_file(const char *path, char **json_out);
 
 mw_status mw_pool_new(const char *config_json, const mw_pool_callbacks *callbacks, mw_pool **out);
 

@@ -331,6 +331,23 @@ export declare class NativeResourceTracker {
   scheduledCleanup(): { releasedIds: number[], freedBytes: number }
   /** Forgets every resource and returns the final leak report; later calls throw `MW_CLOSED`. */
   dispose(): Record<string, any>
+/** A memory monitor (see `Monitor` in lib/index.js). */
+export declare class NativeMonitor {
+  /**
+   * `config`: `pid`, `children`, `system`, `interval` (seconds), `threshold` (percent),
+   * `export` (a path), `export_sync_every`.
+   */
+  constructor(config: Record<string, any> | null | undefined)
+  start(): void
+  stop(): void
+  get running(): boolean
+  get ended(): string | null
+  get skippedTicks(): number
+  get meta(): Record<string, any>
+  sampleNow(): Record<string, any>
+  samples(): Array<Record<string, any>>
+  analyze(): Record<string, any>
+  export(path: string): void
 }
 
 /** One scope of a `NativeLazyContainer`. */
@@ -359,6 +376,9 @@ export declare class NativeStreamingIterator {
   /** Cleanup above `memory_limit` runs this manager's collection. */
   setManager(manager: NativeMemoryManager): void
 }
+
+/** The analysis of an export file. */
+export declare function analyzeFile(path: string): Record<string, any>
 
 /** `{ name, priority }` of a registered cleanup hook. */
 export interface CleanupHookInfo {

@@ -14,11 +14,20 @@ use memwarden_core::{MemoryManager, format_size};
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "memwarden", version, about = "Memory monitoring and management toolkit")]
+#[command(name = "memwarden", version, about = "Memory monitoring and management toolkit", after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The exit-code rule, shown by `memwarden --help` (and in README).
+const EXIT_CODES: &str = "Exit status (every subcommand):
+  0  success
+  1  bad input or a failed run: a bad --config, pid, interval or threshold value, a file that
+     cannot be read or written, an export that is empty, truncated or not memwarden's
+  2  usage error, from the argument parser: an unknown subcommand or flag, a missing argument,
+     a value the parser rejects (--format xml, --size 5)
+  monitor -- CMD exits with CMD's own status (128 + signal when a signal ended it)";
 
 #[derive(Subcommand)]
 enum Command {
@@ -35,7 +44,7 @@ enum Command {
     Monitor(Box<monitor::MonitorArgs>),
     /// Report average, peak, efficiency, spikes and the leak trend of a `monitor --export` file.
     Analyze(analyze::AnalyzeArgs),
-    /// Draw a `monitor --export` file as an SVG chart: the series, limit, threshold and spikes.
+    /// Draw a `monitor --export` file as an SVG or PNG chart: the series, limit, threshold and spikes.
     Plot(plot::PlotArgs),
     /// Process an SQLite table of a million rows in chunks while memwarden watches; print a
     /// summary and write an analysis and a chart.
@@ -75,7 +84,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Status { format, config } => {
-            status(format, config).map(|()| ExitCode::SUCCESS).map_err(|e| Fail { code: 2, message: e.to_string() })
+            status(format, config).map(|()| ExitCode::SUCCESS).map_err(|e| Fail::new(e.message().to_owned()))
         }
         Command::Monitor(args) => monitor::run(*args),
         Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),

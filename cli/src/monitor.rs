@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use memwarden_core::monitor::{Exporter, Meta, Sample, Sampler, Target, analyze, mb, render_prometheus};
+use memwarden_core::monitor::{Exporter, Meta, Sample, Sampler, Target, Ticker, analyze, mb, render_prometheus};
 use memwarden_core::{ErrorKind, MemoryAlertingService, State};
 use serde_json::json;
 
@@ -35,10 +35,11 @@ pub struct MonitorArgs {
     /// Live output format: table, json (JSON Lines, one object per sample) or csv (with a header).
     #[arg(long, value_enum, default_value_t = OutFormat::Table)]
     format: OutFormat,
-    /// Write the samples and the run's metadata to FILE (atomically) for `analyze` and `plot`.
+    /// Write the run's metadata and then each sample, appended as one JSON line as it is taken, to
+    /// FILE for `analyze` and `plot` (a killed monitor leaves every whole line readable).
     #[arg(long, value_name = "FILE")]
     export: Option<PathBuf>,
-    /// Rewrite the export file every N samples (default: about once a second).
+    /// fsync the export file every N samples (default: about once a second).
     #[arg(long, value_name = "N")]
     export_every: Option<usize>,
     /// No live output (export, alerts and --serve still work).
@@ -208,7 +209,8 @@ fn watch(
     let mut samples: Vec<Sample> = Vec::new();
     let mut level = State::Normal;
     let mut above = false;
-    let mut tick: u64 = 0;
+    // Late ticks (a stalled machine) are skipped, not caught up in a burst.
+    let mut ticker = Ticker::new(Duration::from_secs_f64(interval));
     let end_reason = loop {
         let s = match sampler.sample() {
             Ok(s) => s,
@@ -238,13 +240,12 @@ fn watch(
                 eprintln!("memwarden: usage {pct:.1}% of the limit is {word} the {threshold}% threshold");
             }
         }
-        tick += 1;
-        let next_t = tick as f64 * interval;
-        if duration.is_some_and(|d| next_t > d + 1e-9) {
+        let next = ticker.after_sample(started.elapsed());
+        if duration.is_some_and(|d| next.as_secs_f64() > d + 1e-9) {
             break "duration reached".to_owned();
         }
         // Sleep to the next tick in short steps, so an exiting command or Ctrl-C ends the run at once.
-        let deadline = started + Duration::from_secs_f64(next_t);
+        let deadline = started + next;
         let mut reason = None;
         loop {
             if STOP.load(Ordering::SeqCst) {
@@ -277,9 +278,13 @@ fn watch(
     if args.verbose {
         let a = analyze(&samples);
         eprintln!(
-            "memwarden: stopped: {end_reason}; {} samples over {:.1} s; average {:.1} MB, peak {:.1} MB{}",
+            "memwarden: stopped: {end_reason}; {} samples over {:.1} s{}; average {:.1} MB, peak {:.1} MB{}",
             a.samples,
             a.duration_s,
+            match ticker.skipped() {
+                0 => String::new(),
+                n => format!(" ({n} late ticks skipped)"),
+            },
             a.average_mb,
             a.peak_mb,
             exporter.as_ref().map(|x| format!("; exported to {}", x.path().display())).unwrap_or_default()

@@ -1,9 +1,11 @@
-//! `memwarden plot FILE -o chart.svg`: the series with the limit, the threshold and spikes.
+//! `memwarden plot FILE -o chart.svg` (or `.png`): the series with the limit, the threshold and spikes.
 
 use std::path::PathBuf;
+use std::sync::Once;
 
-use clap::Args;
-use memwarden_core::monitor::{analyze, mb, read_export};
+use clap::{Args, ValueEnum};
+use memwarden_core::monitor::{Export, analyze, mb, read_export};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::Fail;
@@ -12,9 +14,41 @@ use crate::Fail;
 pub struct PlotArgs {
     /// A file written by `memwarden monitor --export`.
     file: PathBuf,
-    /// Where to write the SVG chart.
+    /// Where to write the chart.
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
+    /// Chart format (default: png when FILE ends in .png, else svg).
+    #[arg(long, value_enum)]
+    format: Option<ChartFormat>,
+    /// Chart size in pixels, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1000x500", value_parser = parse_size)]
+    size: (u32, u32),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChartFormat {
+    Svg,
+    Png,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("expected WIDTHxHEIGHT in pixels, each 100 to 10000, got '{s}'");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let n = |t: &str| t.trim().parse::<u32>().ok().filter(|v| (100..=10_000).contains(v));
+    Ok((n(w).ok_or_else(bad)?, n(h).ok_or_else(bad)?))
+}
+
+/// DejaVu Sans, embedded so PNG text needs no system fonts (licence: assets/DejaVuSans-LICENSE.txt).
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// Registers the embedded font as plotters' "sans-serif" (once). Both backends lay text out with it.
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
+            eprintln!("memwarden: the embedded chart font could not be loaded");
+        }
+    });
 }
 
 pub fn run(args: PlotArgs) -> Result<(), Fail> {
@@ -22,13 +56,46 @@ pub fn run(args: PlotArgs) -> Result<(), Fail> {
     if export.samples.is_empty() {
         return Err(Fail::new(format!("'{}' has no samples to plot", args.file.display())));
     }
-    let svg = render(&export)?;
-    std::fs::write(&args.output, svg)
+    let png_name = args.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let format = args.format.unwrap_or(if png_name { ChartFormat::Png } else { ChartFormat::Svg });
+    let bytes = match format {
+        ChartFormat::Svg => render_svg(&export, args.size)?.into_bytes(),
+        ChartFormat::Png => render_png(&export, args.size)?,
+    };
+    std::fs::write(&args.output, bytes)
         .map_err(|e| Fail::new(format!("cannot write chart '{}': {e}", args.output.display())))?;
     Ok(())
 }
 
-pub(crate) fn render(export: &memwarden_core::monitor::Export) -> Result<String, Fail> {
+/// The chart as SVG text, 1000 × 500.
+pub(crate) fn render(export: &Export) -> Result<String, Fail> {
+    render_svg(export, (1000, 500))
+}
+
+pub(crate) fn render_svg(export: &Export, size: (u32, u32)) -> Result<String, Fail> {
+    register_font();
+    let mut svg = String::new();
+    draw(SVGBackend::with_string(&mut svg, size).into_drawing_area(), export)?;
+    Ok(svg)
+}
+
+/// The chart as a PNG file's bytes (RGB, 8 bits per channel).
+pub(crate) fn render_png(export: &Export, (w, h): (u32, u32)) -> Result<Vec<u8>, Fail> {
+    register_font();
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    draw(BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area(), export)?;
+    let fail = |e: png::EncodingError| Fail::new(format!("cannot encode the PNG chart: {e}"));
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().map_err(fail)?;
+    writer.write_image_data(&rgb).map_err(fail)?;
+    writer.finish().map_err(fail)?;
+    Ok(out)
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, export: &Export) -> Result<(), Fail> {
     let samples = &export.samples;
     let meta = &export.meta;
     let a = analyze(samples);
@@ -46,9 +113,7 @@ pub(crate) fn render(export: &memwarden_core::monitor::Export) -> Result<String,
         format!("memwarden monitor: {} (limit {:.0} MB, off the chart)", meta.target, limit)
     };
     let fail = |e: &dyn std::fmt::Display| Fail::new(format!("cannot draw the chart: {e}"));
-    let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (1000, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(&e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 20))
@@ -98,5 +163,5 @@ pub(crate) fn render(export: &memwarden_core::monitor::Export) -> Result<String,
             .map_err(|e| fail(&e))?;
         root.present().map_err(|e| fail(&e))?;
     }
-    Ok(svg)
+    Ok(())
 }

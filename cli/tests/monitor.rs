@@ -540,11 +540,11 @@ fn a_killed_monitor_leaves_a_readable_export() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
+    // Header line, then one whole line per sample.
     let samples = |f: &std::path::Path| {
-        std::fs::read(f)
+        std::fs::read_to_string(f)
             .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|v| v["samples"].as_array().map(Vec::len))
+            .map(|t| t.split_inclusive('\n').filter(|l| l.ends_with('\n')).count().max(1) - 1)
     };
     while samples(&f).unwrap_or(0) < 5 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -555,7 +555,18 @@ fn a_killed_monitor_leaves_a_readable_export() {
     let out = memwarden(&["analyze", f.to_str().unwrap(), "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(leftovers.len() <= 2, "{leftovers:?}"); // the export, and at most one temp file cut short
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}"); // appended in place: no temp files
+
+    // A write cut mid-line (killed in the middle of one): the reader drops that line only.
+    let whole = std::fs::read(&f).unwrap();
+    let whole = &whole[..whole.iter().rposition(|&b| b == b'\n').unwrap() + 1]; // whole lines only
+    let n = whole.iter().filter(|&&b| b == b'\n').count() - 1;
+    let cut = whole.len() - 7;
+    std::fs::write(&f, &whole[..cut]).unwrap();
+    let out = memwarden(&["analyze", f.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["analysis"]["samples"], n - 1);
 }
 
 #[test]
@@ -575,4 +586,40 @@ fn demo_processes_rows_and_writes_analysis_and_chart() {
     // Its samples are a valid export for analyze.
     let out = memwarden(&["analyze", d.path().join("monitor.json").to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// PNG signature, then width and height from the decoded image.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG signature");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().expect("PNG header decodes");
+    let mut buf = vec![0; reader.output_buffer_size().expect("PNG size fits in memory")];
+    let frame = reader.next_frame(&mut buf).expect("PNG image data decodes");
+    // Something was drawn: not a single flat colour.
+    let px = &buf[..frame.buffer_size()];
+    assert!(px.chunks(3).any(|p| p != &px[..3]), "the PNG is blank");
+    (frame.width, frame.height)
+}
+
+#[test]
+fn plot_writes_a_png_of_the_requested_size() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("leak.json");
+    synthetic_leak(&f);
+    let fs = f.to_str().unwrap();
+    let png = d.path().join("chart.png");
+    let out = memwarden(&["plot", fs, "-o", png.to_str().unwrap(), "--size", "640x320"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(png_size(&std::fs::read(&png).unwrap()), (640, 320));
+    // --format png whatever the name; the default size.
+    let other = d.path().join("chart.img");
+    let out = memwarden(&["plot", fs, "-o", other.to_str().unwrap(), "--format", "png"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(png_size(&std::fs::read(&other).unwrap()), (1000, 500));
+    // --format svg wins over a .png name.
+    let svg = d.path().join("really-svg.png");
+    assert!(memwarden(&["plot", fs, "-o", svg.to_str().unwrap(), "--format", "svg"]).status.success());
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let out = memwarden(&["plot", fs, "-o", png.to_str().unwrap(), "--size", "5x5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WIDTHxHEIGHT"));
 }

@@ -31,9 +31,40 @@ fn status_table_names_the_limit_origin() {
 }
 
 #[test]
-fn bad_config_is_a_clear_error_and_exit_code_2() {
+fn bad_config_is_a_clear_error_and_exit_code_1() {
     let out = memwarden(&["status", "--config", r#"{"warning_treshold": 0.5}"#]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("did you mean 'warning_threshold'"), "{err}");
+}
+
+/// The rule `memwarden --help` states: bad input is 1 in every subcommand, usage errors from the
+/// argument parser are 2.
+#[test]
+fn exit_codes_follow_the_documented_rule() {
+    let help = String::from_utf8(memwarden(&["--help"]).stdout).unwrap();
+    assert!(help.contains("Exit status") && help.contains("1  bad input") && help.contains("2  usage error"), "{help}");
+    let bad_input: [&[&str]; 5] = [
+        &["status", "--config", "{not json"],
+        &["monitor", "--interval", "0"],
+        &["monitor", "--pid", "999999999", "--duration", "0"],
+        &["analyze", "/nonexistent-dir/run.json"],
+        &["plot", "/nonexistent-dir/run.json", "-o", "/nonexistent-dir/c.svg"],
+    ];
+    for args in bad_input {
+        let out = memwarden(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("memwarden: "), "{args:?}");
+    }
+    let usage: [&[&str]; 5] = [
+        &["frobnicate"],
+        &["status", "--no-such-flag"],
+        &["status", "--format", "xml"],
+        &["analyze"],
+        &["plot", "x.json", "--format", "gif", "-o", "x.gif"],
+    ];
+    for args in usage {
+        let out = memwarden(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

@@ -920,6 +920,71 @@ export class ResourceTracker extends EventEmitter {
   on(event: string | symbol, listener: (...args: any[]) => void): this
   once(event: string | symbol, listener: (...args: any[]) => void): this
 }
+// ---- Monitor -----------------------------------------------------------------------------
+
+export interface MonitorConfig {
+  /** Watch this process (it must exist and be yours); default: the whole system. */
+  pid?: number
+  /** With `pid`: the sum over its whole process tree. */
+  children?: boolean
+  /** true: the whole machine (the default without `pid`). */
+  system?: boolean
+  /** Seconds between samples, > 0 (default 1). */
+  interval?: number
+  /** Alert threshold, percent of the limit (default 80), recorded in exports. */
+  threshold?: number
+  /** Append every sample to this file (one JSON line each) while sampling. */
+  export?: string | URL
+  /** fsync the export every N samples (default: about once a second). */
+  export_sync_every?: number
+}
+
+export interface MonitorSample {
+  /** Seconds since the monitor was created. */
+  t: number
+  unix_ms: number
+  current_bytes: number
+  peak_bytes: number
+  limit_bytes: number
+}
+
+export interface MonitorAnalysis {
+  samples: number
+  duration_s: number
+  average_mb: number
+  min_mb: number
+  peak_mb: number
+  limit_mb: number
+  /** average / peak, percent. */
+  efficiency_percent: number
+  spikes: Array<{ t: number, mb: number, jump_mb: number }>
+  /** null with fewer than 3 samples. */
+  leak: { slope_mb_per_min: number, r2: number, steady: boolean, sentence: string } | null
+}
+
+/**
+ * Samples a process or the whole system every `interval` seconds on a background thread,
+ * keeps the series, appends it to `export` as it goes, and analyzes it.
+ */
+export class Monitor {
+  constructor(config?: MonitorConfig | null)
+  start(): this
+  stop(): void
+  readonly running: boolean
+  readonly ended: string | null
+  readonly skippedTicks: number
+  readonly meta: { target: string, interval: number, limit_bytes: number, limit_origin: string, threshold: number, started_unix_ms: number, version: string }
+  sampleNow(): MonitorSample
+  samples(): MonitorSample[]
+  analyze(): MonitorAnalysis
+  export(path: string | URL): void
+  /** Samples while `fn` runs, then stops. */
+  use<T>(fn: (monitor: this) => T | Promise<T>): Promise<T>
+  started(): this
+}
+
+/** The analysis of an export file. */
+export function analyze(path: string | URL): MonitorAnalysis
 
 /** `'512M'` -> 536870912; `'-1'` -> null. */
 export function parseSize(text: string): number | null

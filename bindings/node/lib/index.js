@@ -1662,6 +1662,82 @@ function formatSize (bytes) {
 // memoryTracking() and ResourceTracker live in files of their own (issue 8).
 const { memoryTracking } = require('./middleware.js')
 const { ResourceTracker } = require('./tracker.js')
+// ---- Monitor -----------------------------------------------------------------------------
+
+function pathArg (method, p) {
+  if (p instanceof URL) return require('node:url').fileURLToPath(p)
+  if (typeof p !== 'string') {
+    throw new TypeError(`${method}: 'path' must be a string or a file: URL, got ${describeType(p)}`)
+  }
+  return p
+}
+
+/**
+ * Samples a process (`pid`; with `children` its whole tree) or the whole system every
+ * `interval` seconds on a background thread, keeps the series, appends each sample to `export`
+ * as it goes, and analyzes it. `await monitor.use(async (m) => ...)` samples while the function
+ * runs; `using m = monitor.started()` does the same where `Symbol.dispose` exists.
+ */
+class Monitor {
+  constructor (config) {
+    const method = 'new Monitor()'
+    if (config !== undefined && config !== null && (typeof config !== 'object' || Array.isArray(config))) {
+      throw new TypeError(`${method}: 'config' must be an object, got ${describeType(config)}`)
+    }
+    const cfg = config == null ? null : jsonSafe(config)
+    if (cfg && cfg.export instanceof URL) cfg.export = pathArg(method, cfg.export)
+    this._native = new native.NativeMonitor(cfg)
+  }
+
+  /** Starts the background sampler (at once, then every interval; late ticks are skipped). */
+  start () { this._native.start(); return this }
+  /** Stops the background sampler and fsyncs the export. */
+  stop () { this._native.stop() }
+  get running () { return this._native.running }
+  /** Why the sampler stopped on its own (`'process 123 has exited'`), or null. */
+  get ended () { return this._native.ended ?? null }
+  get skippedTicks () { return this._native.skippedTicks }
+  /** `{ target, interval, limit_bytes, limit_origin, threshold, started_unix_ms, version }`. */
+  get meta () { return this._native.meta }
+  /** Takes a sample now, adds it to the series and returns it. */
+  sampleNow () { return this._native.sampleNow() }
+  /** `{ t, unix_ms, current_bytes, peak_bytes, limit_bytes }` for every sample so far. */
+  samples () { return this._native.samples() }
+  /** The analysis of the series so far (as `analyze(path)`). */
+  analyze () { return this._native.analyze() }
+  /** Writes the series so far to `path` as an export file (atomically). */
+  export (path) { this._native.export(pathArg('Monitor.export()', path)) }
+
+  /** Samples while `fn(monitor)` runs (awaited), then stops; returns what `fn` returned. */
+  async use (fn) {
+    if (typeof fn !== 'function') {
+      throw new TypeError(`Monitor.use(): 'fn' must be a function, got ${describeType(fn)}`)
+    }
+    this.start()
+    try {
+      return await fn(this)
+    } finally {
+      this.stop()
+    }
+  }
+
+  /** Starts and returns this monitor, for `using m = new Monitor(cfg).started()`. */
+  started () { return this.start() }
+}
+if (typeof Symbol.dispose === 'symbol') {
+  Monitor.prototype[Symbol.dispose] = function () { this.stop() }
+}
+
+/**
+ * The analysis of an export file (`memwarden monitor --export`, a Monitor's `export`, or
+ * `Monitor.export()`): `{ samples, duration_s, average_mb, min_mb, peak_mb, limit_mb,
+ * efficiency_percent, spikes: [{ t, mb, jump_mb }], leak: { slope_mb_per_min, r2, steady,
+ * sentence } | null }`. An empty, truncated or foreign file throws `MW_INVALID_ARGUMENT`, a
+ * missing one `MW_IO`, naming the file.
+ */
+function analyze (path) {
+  return native.analyzeFile(pathArg('analyze()', path))
+}
 
 module.exports = {
   MemoryManager,
@@ -1675,6 +1751,8 @@ module.exports = {
   MemoryAlertingService,
   ResourceTracker,
   memoryTracking,
+  Monitor,
+  analyze,
   MemwardenError,
   parseSize,
   formatSize,

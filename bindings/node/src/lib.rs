@@ -31,9 +31,13 @@ mod bridge;
 mod chunk;
 mod container;
 mod iter;
+mod monitor;
 mod pool;
 mod request;
 mod tracker;
+
+// Exported by `#[napi]`; re-exported so the lib test build sees it used.
+pub use monitor::analyze_file;
 
 type CoreResult<T> = memwarden_core::Result<T>;
 

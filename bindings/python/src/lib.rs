@@ -11,6 +11,7 @@ mod convert;
 mod errors;
 mod iterators;
 mod manager;
+mod monitor;
 mod pool;
 mod request;
 mod tracker;
@@ -58,6 +59,8 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tracker::PyResourceTracker>()?;
     let at_exit = wrap_pyfunction!(tracker::resource_trackers_at_exit, m)?;
     m.py().import("atexit")?.call_method1("register", (&at_exit,))?;
+    m.add_class::<monitor::PyMonitor>()?;
+    m.add_function(wrap_pyfunction!(monitor::analyze, m)?)?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(format_size, m)?)?;
     Ok(())

@@ -4,18 +4,24 @@
 
 mod analyze;
 mod export;
+#[cfg(unix)]
+mod live;
 mod prometheus;
 // procfs and uids: Linux reads everything; other Unix systems get a clear `Unsupported`.
 #[cfg(unix)]
 mod sampler;
+mod ticker;
 
 pub use analyze::{
     Analysis, EFFICIENCY_DEFINITION, LEAK_DEFINITION, Leak, SPIKE_DEFINITION, Spike, SpikeParams, analyze, analyze_with,
 };
-pub use export::{EXPORT_VERSION, Export, Exporter, Meta, read_export};
+pub use export::{EXPORT_VERSION, Export, Exporter, Meta, read_export, write_export};
+#[cfg(unix)]
+pub use live::{Monitor, MonitorConfig, analyze_file};
 pub use prometheus::render_prometheus;
 #[cfg(unix)]
 pub use sampler::{Sampler, Target, cgroup_limit_of_pid};
+pub use ticker::Ticker;
 
 use serde::{Deserialize, Serialize};
 

@@ -51,6 +51,7 @@ from ._memwarden import (
     MemoryPool,
     MemwardenError,
     MemwardenIOError,
+    Monitor,
     NotFoundError,
     PoolUse,
     RequestReport,
@@ -61,6 +62,7 @@ from ._memwarden import (
     StreamingIterator,
     UnsupportedError,
     __version__,
+    analyze,
     format_size,
     parse_size,
 )
@@ -85,6 +87,7 @@ __all__ = [
     "MemoryPool",
     "MemwardenError",
     "MemwardenIOError",
+    "Monitor",
     "NotFoundError",
     "PoolUse",
     "RequestReport",
@@ -96,6 +99,7 @@ __all__ = [
     "TypedMemoryPool",
     "UnsupportedError",
     "__version__",
+    "analyze",
     "format_size",
     "parse_size",
 ]

@@ -1,5 +1,6 @@
 """Native core of memwarden (PyO3). Import from ``memwarden``, not from here."""
 
+import os
 from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union, final
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "RequestToken",
     "RequestReport",
     "ResourceTracker",
+    "Monitor",
+    "analyze",
     "parse_size",
     "format_size",
 ]
@@ -734,3 +737,52 @@ class ResourceTracker:
         at INFO and prints the leak report at exit. Returns the settings now in force."""
     def __enter__(self) -> "ResourceTracker": ...
     def __exit__(self, *_exc: object) -> bool: ...
+_Path = Union[str, "os.PathLike[str]"]
+
+@final
+class Monitor:
+    """Samples a process (``pid``; with ``children`` its whole tree) or the whole system
+    every ``interval`` seconds on a background thread, keeps the series, appends every sample
+    to ``export`` (one JSON line each) as it goes, and analyzes it.
+
+    ``Monitor(config=None, /, **options)``: keys ``pid``, ``children``, ``system``,
+    ``interval`` (seconds, default 1), ``threshold`` (percent, default 80), ``export`` (a
+    path), ``export_sync_every`` (fsync every N samples). A pid that does not exist raises
+    ``NotFoundError``, another user's ``InvalidArgumentError``, a bad key or value
+    ``ConfigError``, an unwritable export path ``MemwardenIOError``.
+    ``with Monitor(...) as m:`` samples inside the block.
+    """
+
+    def __new__(cls, config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "Monitor": ...
+    def start(self) -> None:
+        """Starts the background sampler (at once, then every interval; late ticks skipped)."""
+    def stop(self) -> None:
+        """Stops the background sampler and fsyncs the export."""
+    @property
+    def running(self) -> bool:
+        """Whether the background sampler runs."""
+    @property
+    def ended(self) -> Optional[str]:
+        """Why the sampler stopped on its own (the process exited), or None."""
+    @property
+    def skipped_ticks(self) -> int:
+        """Ticks skipped because the sampler was late."""
+    @property
+    def meta(self) -> Dict[str, Any]:
+        """``target``, ``interval``, ``limit_bytes``, ``limit_origin``, ``threshold``,
+        ``started_unix_ms``, ``version``."""
+    def sample_now(self) -> Dict[str, Any]:
+        """Takes a sample now, adds it to the series and returns it."""
+    def samples(self) -> List[Dict[str, Any]]:
+        """``{t, unix_ms, current_bytes, peak_bytes, limit_bytes}`` for every sample so far."""
+    def analyze(self) -> Dict[str, Any]:
+        """The analysis of the series so far (as ``analyze(path)``)."""
+    def export(self, path: _Path) -> None:
+        """Writes the series so far to ``path`` as an export file (atomically)."""
+    def __enter__(self) -> "Monitor": ...
+    def __exit__(self, *_exc: object) -> bool: ...
+
+def analyze(path: _Path) -> Dict[str, Any]:
+    """The analysis of an export file: ``samples``, ``duration_s``, ``average_mb``,
+    ``min_mb``, ``peak_mb``, ``limit_mb``, ``efficiency_percent``, ``spikes``, ``leak``
+    (``slope_mb_per_min``, ``r2``, ``steady``, ``sentence``) or None."""
