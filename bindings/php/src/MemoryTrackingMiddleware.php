@@ -51,7 +51,8 @@ final class MemoryTrackingMiddleware
     /** mw_request_report that mw_request_end_into fills, and a pointer to it made once. */
     private CData $report;
     private CData $reportPtr;
-    private CData $out;
+    /** char* for getAnalytics(), made on its first call (one FFI type fewer per request). */
+    private ?CData $out = null;
     private bool $trackPeak;
     private bool $resetPeak;
     private ?string $logFile;
@@ -106,7 +107,6 @@ final class MemoryTrackingMiddleware
         $this->tokenPtr = \FFI::addr($this->token);
         $this->report = $ffi->new('mw_request_report');
         $this->reportPtr = \FFI::addr($this->report);
-        $this->out = $ffi->new('char*');
         $this->trackPeak = (bool) ($config['track_peak'] ?? true);
         $this->resetPeak = $this->trackPeak && function_exists('memory_reset_peak_usage');
         $log = $config['log_file'] ?? null;
@@ -207,6 +207,7 @@ final class MemoryTrackingMiddleware
      */
     public function getAnalytics(): array
     {
+        $this->out ??= $this->ffi->new('char*');
         Native::check($this->ffi->mw_request_analytics($this->handle, \FFI::addr($this->out)));
         return Native::decode(Native::takeString($this->out));
     }
