@@ -356,6 +356,32 @@ typedef struct {
   bool background_hooks;
 } mw_pool_callbacks;
 
+// One request's figures, filled by `mw_request_end_into` (no JSON, nothing to free).
+typedef struct {
+  // false when the request was not measured (token 0: disabled or sampled out); then every
+  // other field is zero and `headers` is empty.
+  bool measured;
+  // Growth (peak minus start) above `threshold_mb`. The library has logged it (when
+  // `log_high_usage`) and called the callback set with `mw_request_set_high_usage_callback`,
+  // if any; a host that calls its own handler instead reports a failure of it with
+  // `mw_request_handler_failed`.
+  bool high_usage;
+  // Other requests in flight at some time during this one (their memory is in these figures).
+  uint32_t overlapped;
+  uint64_t start_bytes;
+  uint64_t end_bytes;
+  // The highest reading known during the request (at least max(start, end)).
+  uint64_t peak_bytes;
+  int64_t delta_bytes;
+  double duration_ms;
+  // The limit `X-Memory-Limit` shows (`memory_limit`, else the cgroup's, else physical memory).
+  uint64_t limit_bytes;
+  // The response headers as one NUL-terminated block, a `Name: value` line each ended by
+  // `\n`: `X-Memory-Usage`, `X-Memory-Peak`, `X-Memory-Limit` (MiB, one decimal) and
+  // `X-Memory-Efficiency` (end / peak, percent). Empty when `include_headers` is false.
+  char headers[192];
+} mw_request_report;
+
 // Called for every request whose growth (peak minus start) is above `threshold_mb`, on the
 // thread that called `mw_request_end` / `mw_request_end_with`, before that call returns.
 // `report_json` is the request's report (as `mw_request_end` writes it, without `headers`),
@@ -1043,6 +1069,23 @@ mw_status mw_request_end_with(mw_request *t,
                               uint64_t bytes,
                               uint64_t peak_bytes,
                               char **report_json_out);
+
+// As `mw_request_end_with` (your own readings: memory now and the peak during the request, 0
+// when unknown), writing the figures into `*report_out` instead of JSON: nothing to parse or
+// free, for hosts where every call counts (PHP, one tracker per request). Token 0 sets
+// `measured` to false. The route is the one given to `mw_request_begin_with`. An unknown or
+// already ended token returns `MW_STATUS_INVALID_ARGUMENT` and leaves `*report_out` untouched.
+mw_status mw_request_end_into(mw_request *t,
+                              uint64_t token,
+                              uint64_t bytes,
+                              uint64_t peak_bytes,
+                              mw_request_report *report_out);
+
+// Reports a failure of a high-usage handler the host called itself (after `mw_request_end_into`
+// said `high_usage`, instead of a C callback per request): counted in the analytics'
+// `handler_errors` and logged as a `handler_error` line with `route` and `message` (to
+// `log_file`, else stderr), as the library does for a failing callback.
+mw_status mw_request_handler_failed(mw_request *t, const char *route, const char *message);
 
 // Sets the high-usage callback (see `mw_request_high_usage_fn`); NULL `callback` removes it.
 // `free_user_data` (may be NULL) is called with `user_data` when the callback is replaced or

@@ -176,6 +176,19 @@ typedef struct {
   bool background_hooks;
 } mw_pool_callbacks;
 
+typedef struct {
+  bool measured;
+  bool high_usage;
+  uint32_t overlapped;
+  uint64_t start_bytes;
+  uint64_t end_bytes;
+  uint64_t peak_bytes;
+  int64_t delta_bytes;
+  double duration_ms;
+  uint64_t limit_bytes;
+  char headers[192];
+} mw_request_report;
+
 typedef int32_t (*mw_request_high_usage_fn)(void *user_data,
                                             const char *report_json,
                                             char *error_buf,
@@ -495,6 +508,14 @@ mw_status mw_request_end_with(mw_request *t,
                               uint64_t bytes,
                               uint64_t peak_bytes,
                               char **report_json_out);
+
+mw_status mw_request_end_into(mw_request *t,
+                              uint64_t token,
+                              uint64_t bytes,
+                              uint64_t peak_bytes,
+                              mw_request_report *report_out);
+
+mw_status mw_request_handler_failed(mw_request *t, const char *route, const char *message);
 
 mw_status mw_request_set_high_usage_callback(mw_request *t,
                                              mw_request_high_usage_fn callback,

@@ -25,6 +25,10 @@ use crate::probe::ProcessProbe;
 const MIB: f64 = 1_048_576.0;
 /// Samples kept per route for the percentiles (reservoir sampling: uniform over all requests).
 pub const RESERVOIR: usize = 256;
+/// The longest [`RequestTracker::header_block`]: four lines of at most 21 bytes of name and
+/// separator, 20 of value (u64::MAX bytes in MiB is 17592186044416.0; efficiency is at most
+/// 100.0) and the newline.
+pub const HEADER_BLOCK_MAX: usize = 4 * (21 + 20 + 1);
 /// The route analytics put every route into once `max_routes` distinct templates are known.
 pub const OTHER_ROUTE: &str = "other";
 
@@ -311,9 +315,8 @@ impl RequestTracker {
             let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
         });
-        let limit_bytes = cfg.memory_limit.unwrap_or_else(|| {
-            crate::probe::cgroup_limit().map(|(b, _)| b).unwrap_or_else(crate::probe::physical_memory)
-        });
+        // Cached process-wide (refreshed at most every 5 s), so a tracker per request is cheap.
+        let limit_bytes = cfg.memory_limit.unwrap_or_else(|| crate::probe::default_limit().0);
         let tracker = RequestTracker {
             probe: std::sync::OnceLock::new(),
             sampler: std::sync::OnceLock::new(),
@@ -605,13 +608,6 @@ impl RequestTracker {
         }
     }
 
-    /// Records that a handler of the host (a high-usage or analytics handler the binding calls
-    /// itself) failed for a request of `route`: counted in `handler_errors` and logged.
-    pub fn handler_failed(&self, route: &str, error: &str) {
-        self.handler_errors.fetch_add(1, Ordering::Relaxed);
-        self.log_line(&json!({"event": "handler_error", "route": route, "error": error}));
-    }
-
     /// Appends one JSON line to `log_file`, or writes it to stderr without one.
     fn log_line(&self, v: &Value) {
         let line = format!("{v}\n");
@@ -628,6 +624,16 @@ impl RequestTracker {
             }
             None => eprint!("memwarden: {line}"),
         }
+    }
+
+    /// Records a handler that failed (a high-usage or analytics handler, also one the binding
+    /// calls itself): counted in `handler_errors` and logged as a `handler_error` line (to `log_file`, else stderr). The handler set with
+    /// [`set_high_usage_handler`](Self::set_high_usage_handler) goes through here; a host that
+    /// calls its own handler after `end` when the report says `high_usage` (PHP, to avoid a
+    /// C callback per request) reports its failures here too.
+    pub fn handler_failed(&self, route: &str, error: &str) {
+        self.handler_errors.fetch_add(1, Ordering::Relaxed);
+        self.log_line(&json!({"event": "handler_error", "route": route, "error": error}));
     }
 
     /// Sets (or with `None` clears) the high-usage handler.
@@ -653,6 +659,20 @@ impl RequestTracker {
             ("X-Memory-Limit", format!("{:.1}", self.limit_bytes as f64 / MIB)),
             ("X-Memory-Efficiency", format!("{eff:.1}")),
         ]
+    }
+
+    /// The [`headers`](Self::headers) as a header block: one `Name: value` line each, every
+    /// line ended by `\n` (`"X-Memory-Usage: 45.0\nX-Memory-Peak: 50.0\n..."`); empty when
+    /// `include_headers` is false. At most [`HEADER_BLOCK_MAX`] bytes.
+    pub fn header_block(&self, r: &RequestReport) -> String {
+        let mut s = String::with_capacity(112);
+        for (name, value) in self.headers(r) {
+            s.push_str(name);
+            s.push_str(": ");
+            s.push_str(&value);
+            s.push('\n');
+        }
+        s
     }
 
     /// Requests begun and not yet ended.
@@ -867,6 +887,26 @@ mod tests {
     }
 
     #[test]
+    fn handler_failed_counts_and_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("memory.log");
+        let t = tracker(json!({"log_file": log.to_str().unwrap()}));
+        t.handler_failed("GET /big", "alerting is down");
+        assert_eq!(t.analytics()["handler_errors"], 1);
+        let line: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+        assert_eq!(line, json!({"event": "handler_error", "route": "GET /big", "error": "alerting is down"}));
+    }
+
+    #[test]
+    fn default_limit_is_the_cgroup_or_physical() {
+        let (bytes, _) = crate::probe::default_limit();
+        let fresh = crate::probe::cgroup_limit().map(|(b, _)| b).unwrap_or_else(crate::probe::physical_memory);
+        assert_eq!(bytes, fresh);
+        assert_eq!(tracker(json!({})).limit_bytes(), fresh);
+        assert_eq!(crate::probe::default_limit().0, fresh, "the cached answer is the same");
+    }
+
+    #[test]
     fn headers_follow_the_seed() {
         let t = tracker(json!({"memory_limit": "128M"}));
         let k = t.begin_with("GET /", 40 << 20).unwrap();
@@ -882,6 +922,14 @@ mod tests {
             ]
         );
         assert!(tracker(json!({"include_headers": false})).headers(&r).is_empty());
+        assert_eq!(
+            t.header_block(&r),
+            "X-Memory-Usage: 45.0\nX-Memory-Peak: 50.0\nX-Memory-Limit: 128.0\nX-Memory-Efficiency: 90.0\n"
+        );
+        assert_eq!(tracker(json!({"include_headers": false})).header_block(&r), "");
+        let huge = RequestReport { end_bytes: u64::MAX, peak_bytes: u64::MAX, ..r };
+        let t = tracker(json!({"memory_limit": u64::MAX}));
+        assert!(t.header_block(&huge).len() <= HEADER_BLOCK_MAX, "{}", t.header_block(&huge));
     }
 
     #[test]

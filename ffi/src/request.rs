@@ -216,6 +216,108 @@ pub unsafe extern "C" fn mw_request_end_with(
     })
 }
 
+/// Bytes of `mw_request_report.headers` (the longest header block and its NUL fit).
+const HEADERS_LEN: usize = 192;
+const _: () = assert!(memwarden_core::request::HEADER_BLOCK_MAX < HEADERS_LEN);
+
+/// One request's figures, filled by `mw_request_end_into` (no JSON, nothing to free).
+#[repr(C)]
+pub struct mw_request_report {
+    /// false when the request was not measured (token 0: disabled or sampled out); then every
+    /// other field is zero and `headers` is empty.
+    pub measured: bool,
+    /// Growth (peak minus start) above `threshold_mb`. The library has logged it (when
+    /// `log_high_usage`) and called the callback set with `mw_request_set_high_usage_callback`,
+    /// if any; a host that calls its own handler instead reports a failure of it with
+    /// `mw_request_handler_failed`.
+    pub high_usage: bool,
+    /// Other requests in flight at some time during this one (their memory is in these figures).
+    pub overlapped: u32,
+    pub start_bytes: u64,
+    pub end_bytes: u64,
+    /// The highest reading known during the request (at least max(start, end)).
+    pub peak_bytes: u64,
+    pub delta_bytes: i64,
+    pub duration_ms: f64,
+    /// The limit `X-Memory-Limit` shows (`memory_limit`, else the cgroup's, else physical memory).
+    pub limit_bytes: u64,
+    /// The response headers as one NUL-terminated block, a `Name: value` line each ended by
+    /// `\n`: `X-Memory-Usage`, `X-Memory-Peak`, `X-Memory-Limit` (MiB, one decimal) and
+    /// `X-Memory-Efficiency` (end / peak, percent). Empty when `include_headers` is false.
+    pub headers: [c_char; 192],
+}
+
+/// As `mw_request_end_with` (your own readings: memory now and the peak during the request, 0
+/// when unknown), writing the figures into `*report_out` instead of JSON: nothing to parse or
+/// free, for hosts where every call counts (PHP, one tracker per request). Token 0 sets
+/// `measured` to false. The route is the one given to `mw_request_begin_with`. An unknown or
+/// already ended token returns `MW_STATUS_INVALID_ARGUMENT` and leaves `*report_out` untouched.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_request_end_into(
+    t: *mut mw_request,
+    token: u64,
+    bytes: u64,
+    peak_bytes: u64,
+    report_out: *mut mw_request_report,
+) -> mw_status {
+    boundary(|| {
+        need_out(report_out, "report_out")?;
+        let t = tracker(t)?;
+        let mut rep = mw_request_report {
+            measured: false,
+            high_usage: false,
+            overlapped: 0,
+            start_bytes: 0,
+            end_bytes: 0,
+            peak_bytes: 0,
+            delta_bytes: 0,
+            duration_ms: 0.0,
+            limit_bytes: 0,
+            headers: [0; HEADERS_LEN],
+        };
+        if token != 0 {
+            let r = t.inner.end_with(take(&t, token)?, bytes, peak_bytes);
+            let block = t.inner.header_block(&r);
+            for (dst, src) in rep.headers.iter_mut().zip(block.as_bytes().iter().take(HEADERS_LEN - 1)) {
+                *dst = *src as c_char;
+            }
+            rep.measured = true;
+            rep.high_usage = r.high_usage;
+            rep.overlapped = r.overlapped;
+            rep.start_bytes = r.start_bytes;
+            rep.end_bytes = r.end_bytes;
+            rep.peak_bytes = r.peak_bytes;
+            rep.delta_bytes = r.delta_bytes;
+            rep.duration_ms = r.duration_ms;
+            rep.limit_bytes = t.inner.limit_bytes();
+        }
+        // Safety: checked non-NULL above; the caller gives a writable mw_request_report.
+        unsafe { report_out.write(rep) };
+        Ok(())
+    })
+}
+
+/// Reports a failure of a high-usage handler the host called itself (after `mw_request_end_into`
+/// said `high_usage`, instead of a C callback per request): counted in the analytics'
+/// `handler_errors` and logged as a `handler_error` line with `route` and `message` (to
+/// `log_file`, else stderr), as the library does for a failing callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_request_handler_failed(
+    t: *mut mw_request,
+    route: *const c_char,
+    message: *const c_char,
+) -> mw_status {
+    boundary(|| {
+        let t = tracker(t)?;
+        // Safety: NUL-terminated per the contract.
+        let route = unsafe { str_arg(route, "route") }?;
+        // Safety: NUL-terminated per the contract.
+        let message = unsafe { str_arg(message, "message") }?;
+        t.inner.handler_failed(route, message);
+        Ok(())
+    })
+}
+
 /// Sets the high-usage callback (see `mw_request_high_usage_fn`); NULL `callback` removes it.
 /// `free_user_data` (may be NULL) is called with `user_data` when the callback is replaced or
 /// removed, or the tracker freed — also when this call fails. Returns `MW_STATUS_INVALID_ARGUMENT`

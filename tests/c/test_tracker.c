@@ -55,6 +55,38 @@ static void test_request(void) {
     mw_request_free(r);
     CHECK_STATUS(mw_request_analytics(r, &an), MW_STATUS_INVALID_ARGUMENT);
 
+    /* mw_request_end_into: the figures in a struct, the header block from the core */
+    CHECK_STATUS(mw_request_new("{\"threshold_mb\": 1, \"memory_limit\": \"128M\", \"log_file\": \"/dev/null\"}", &r),
+                 MW_STATUS_OK);
+    mw_request_report out;
+    memset(&out, 0xAB, sizeof out);
+    CHECK_STATUS(mw_request_begin_with(r, "GET /users/{id}", 40u << 20, &a), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_end_into(r, a, 45u << 20, 50u << 20, &out), MW_STATUS_OK);
+    CHECK(out.measured && out.high_usage && out.overlapped == 0);
+    CHECK(out.start_bytes == 40u << 20 && out.end_bytes == 45u << 20 && out.peak_bytes == 50u << 20);
+    CHECK(out.delta_bytes == 5 << 20 && out.duration_ms >= 0.0 && out.limit_bytes == 128u << 20);
+    CHECK(strcmp(out.headers, "X-Memory-Usage: 45.0\nX-Memory-Peak: 50.0\nX-Memory-Limit: 128.0\n"
+                              "X-Memory-Efficiency: 90.0\n") == 0);
+    CHECK_STATUS(mw_request_end_into(r, a, 1, 1, &out), MW_STATUS_INVALID_ARGUMENT);
+    ERR_HAS("not in flight");
+    CHECK(out.measured && out.end_bytes == 45u << 20); /* untouched on error */
+    CHECK_STATUS(mw_request_end_into(r, 0, 1, 1, &out), MW_STATUS_OK);
+    CHECK(!out.measured && !out.high_usage && out.end_bytes == 0 && out.headers[0] == '\0');
+    CHECK_STATUS(mw_request_begin_with(r, "GET /", 1, &a), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_end_into(r, a, 1, 0, NULL), MW_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(mw_request_handler_failed(r, "GET /big", "alerting is down"), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_handler_failed(r, NULL, "x"), MW_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(mw_request_analytics(r, &an), MW_STATUS_OK);
+    CHECK(an && num_after(an, "handler_errors") == 1);
+    mw_string_free(an);
+    mw_request_free(r);
+    CHECK_STATUS(mw_request_end_into(r, 1, 1, 1, &out), MW_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(mw_request_new("{\"include_headers\": false}", &r), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_begin_with(r, "GET /", 10, &a), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_end_into(r, a, 20, 0, &out), MW_STATUS_OK);
+    CHECK(out.measured && !out.high_usage && out.peak_bytes == 20 && out.headers[0] == '\0' && out.limit_bytes > 0);
+    mw_request_free(r);
+
     /* sampled out: token 0 */
     CHECK_STATUS(mw_request_new("{\"sample_rate\": 0}", &r), MW_STATUS_OK);
     CHECK_STATUS(mw_request_begin(r, "GET /", &a), MW_STATUS_OK);

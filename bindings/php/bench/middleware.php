@@ -140,8 +140,8 @@ printf("load: %s, %d requests x %d rounds per server, alternating, keep-alive of
     $ab !== '' ? 'ab -c 1' : 'PHP client', $perRound, $rounds);
 $preload = Memwarden\Native::writePreloadHeader((string) tempnam(sys_get_temp_dir(), 'mw-preload-'));
 try {
-    // memory_limit=128M as php.ini-production sets it (the CLI's -1 makes the core resolve the
-    // limit from the cgroup on every request, ~0.5 ms).
+    // memory_limit=128M as php.ini-production sets it (with the CLI's -1 the core takes the
+    // cgroup's limit, which it caches for the process: about the same cost).
     compare('memory_limit=128M, opcache.enable_cli=1, ffi.preload (recommended: the header is parsed once per server)',
         ['memory_limit=128M', 'opcache.enable_cli=1', "ffi.preload={$preload}"], $ab, $perRound, $rounds, $tck);
     compare('memory_limit=128M, no opcache, no preload (FFI::cdef parses the header on every request)',

@@ -45,8 +45,14 @@ final class MemoryTrackingMiddleware
 
     private \FFI $ffi;
     private CData $handle;
+    /** uint64_t: the token mw_request_begin_with writes, and a pointer to it made once. */
     private CData $token;
-    private CData $out;
+    private CData $tokenPtr;
+    /** mw_request_report that mw_request_end_into fills, and a pointer to it made once. */
+    private CData $report;
+    private CData $reportPtr;
+    /** char* for getAnalytics(), made on its first call (one FFI type fewer per request). */
+    private ?CData $out = null;
     private bool $trackPeak;
     private bool $resetPeak;
     private ?string $logFile;
@@ -55,13 +61,13 @@ final class MemoryTrackingMiddleware
     /** @var (callable(array<string,mixed>):mixed)|null */
     private $analyticsHandler = null;
     /**
-     * What the high-usage trampoline needs: `handler` and `current` (the request being ended,
-     * for the handler that runs inside end). A separate object, so that the trampoline does
-     * not hold $this and the middleware is freed as soon as it is unreferenced.
+     * Called by end() when the core's report says high_usage: a plain PHP call, no C callback
+     * (an FFI closure costs ~13 us to create per request). Failures go to the core
+     * (mw_request_handler_failed), which counts and logs them as for any host.
+     *
+     * @var (callable(float,mixed,array<string,mixed>):mixed)|null
      */
-    private \stdClass $highUsage;
-    /** The C trampoline of the high-usage handler, kept alive while it is set. */
-    private ?\Closure $trampoline = null;
+    private $highUsageHandler = null;
 
     /** @param array<string,mixed> $config */
     public function __construct(array $config = [])
@@ -74,23 +80,33 @@ final class MemoryTrackingMiddleware
             );
         }
         $this->routeResolver = $resolver;
-        $this->highUsage = (object) ['handler' => null, 'current' => null];
         $core = array_diff_key($config, array_flip(self::BINDING_KEYS));
-        if (!array_key_exists('memory_limit', $core) && Native::phpMemoryLimit() > 0) {
-            $core['memory_limit'] = Native::phpMemoryLimit();
+        $fromIni = !array_key_exists('memory_limit', $core);
+        if ($fromIni) {
+            // PHP's memory_limit text ("128M", "-1": none), parsed by the core with the config:
+            // one C call fewer per request than Native::phpMemoryLimit() (each distinct C
+            // function costs a few us on its first call in a request).
+            $core['memory_limit'] = trim((string) ini_get('memory_limit'));
         }
         if (isset($core['detailed_tracking']) && is_array($core['detailed_tracking'])) {
             $core['detailed_tracking'] = (object) $core['detailed_tracking'];
         }
-        $this->ffi = Native::ffi();
-        $out = $this->ffi->new('mw_request*');
-        Native::check($this->ffi->mw_request_new(
-            Native::configJson('MemoryTrackingMiddleware', $core),
-            \FFI::addr($out)
-        ));
+        $ffi = $this->ffi = Native::ffi();
+        // Built here, not on first use: a bad option must throw from the constructor. It is
+        // cheap: the core caches the default limit process-wide (see README, PHP middleware).
+        $out = $ffi->new('mw_request*');
+        $status = $ffi->mw_request_new(Native::configJson('MemoryTrackingMiddleware', $core), \FFI::addr($out));
+        if ($status !== 0 && $fromIni) {
+            // a memory_limit text the core does not read: as before, no PHP limit
+            unset($core['memory_limit']);
+            $status = $ffi->mw_request_new(Native::configJson('MemoryTrackingMiddleware', $core), \FFI::addr($out));
+        }
+        Native::check($status);
         $this->handle = $out;
-        $this->token = $this->ffi->new('uint64_t');
-        $this->out = $this->ffi->new('char*');
+        $this->token = $ffi->new('uint64_t');
+        $this->tokenPtr = \FFI::addr($this->token);
+        $this->report = $ffi->new('mw_request_report');
+        $this->reportPtr = \FFI::addr($this->report);
         $this->trackPeak = (bool) ($config['track_peak'] ?? true);
         $this->resetPeak = $this->trackPeak && function_exists('memory_reset_peak_usage');
         $log = $config['log_file'] ?? null;
@@ -111,16 +127,18 @@ final class MemoryTrackingMiddleware
      */
     public function process(object $request, object $handler): object
     {
-        $token = $this->begin($request);
+        $route = $this->route($request);
+        $token = $this->begin($route);
         try {
             $response = $handler->handle($request);
         } catch (\Throwable $e) {
-            $this->end($token, $request);
+            $this->end($token, $route, $request);
             throw $e;
         }
-        $report = $this->end($token, $request);
-        if ($report !== null) {
-            foreach ($report['headers'] ?? [] as $name => $value) {
+        $block = $this->end($token, $route, $request);
+        if ($block !== null && $block !== '') {
+            foreach (explode("\n", rtrim($block, "\n")) as $line) {
+                [$name, $value] = explode(': ', $line, 2);
                 $response = $response->withHeader($name, $value);
             }
         }
@@ -166,34 +184,7 @@ final class MemoryTrackingMiddleware
      */
     public function setHighUsageHandler(?callable $handler): void
     {
-        if ($handler === null) {
-            Native::check($this->ffi->mw_request_set_high_usage_callback($this->handle, null, null, null));
-            $this->highUsage->handler = null;
-            $this->trampoline = null;
-            return;
-        }
-        $this->highUsage->handler = $handler;
-        $state = $this->highUsage;
-        $this->trampoline ??= static function ($userData, $reportJson, $errorBuf, $errorLen) use ($state): int {
-            try {
-                $json = is_string($reportJson) ? $reportJson : \FFI::string($reportJson);
-                $report = json_decode($json, true, 512, JSON_THROW_ON_ERROR);
-                if ($state->handler !== null) {
-                    ($state->handler)($report['peak_bytes'] / self::MIB, $state->current, $report);
-                }
-                return 0;
-            } catch (\Throwable $e) {
-                // Never let an exception escape into C (fatal in PHP): the core logs this text.
-                $msg = 'high-usage handler threw ' . get_class($e) . ': ' . $e->getMessage();
-                $n = min(strlen($msg), (int) $errorLen - 1);
-                if ($n > 0) {
-                    \FFI::memcpy($errorBuf, $msg, $n);
-                    $errorBuf[$n] = "\0";
-                }
-                return 1;
-            }
-        };
-        Native::check($this->ffi->mw_request_set_high_usage_callback($this->handle, $this->trampoline, null, null));
+        $this->highUsageHandler = $handler;
     }
 
     /**
@@ -216,6 +207,7 @@ final class MemoryTrackingMiddleware
      */
     public function getAnalytics(): array
     {
+        $this->out ??= $this->ffi->new('char*');
         Native::check($this->ffi->mw_request_analytics($this->handle, \FFI::addr($this->out)));
         return Native::decode(Native::takeString($this->out));
     }
@@ -225,16 +217,18 @@ final class MemoryTrackingMiddleware
     /** @param list<mixed> $args */
     private function run(callable $app, array $args): mixed
     {
-        $token = $this->begin($_SERVER);
+        $route = $this->route($_SERVER);
+        $token = $this->begin($route);
         $level = ob_get_level();
         ob_start();
         try {
             return $app(...$args);
         } finally {
-            $report = $this->end($token, $_SERVER);
-            if ($report !== null && !headers_sent()) {
-                foreach ($report['headers'] ?? [] as $name => $value) {
-                    header("{$name}: {$value}");
+            $block = $this->end($token, $route, $_SERVER);
+            if ($block !== null && $block !== '' && !headers_sent()) {
+                // The core's block: "Name: value" lines, as header() takes them.
+                foreach (explode("\n", rtrim($block, "\n")) as $line) {
+                    header($line);
                 }
             }
             while (ob_get_level() > $level) {
@@ -243,39 +237,62 @@ final class MemoryTrackingMiddleware
         }
     }
 
-    private function begin(mixed $request): int
+    private function begin(string $route): int
     {
-        $route = $this->route($request);
         if ($this->resetPeak) {
             memory_reset_peak_usage();
         }
-        Native::check($this->ffi->mw_request_begin_with(
-            $this->handle,
-            $route,
-            memory_get_usage(),
-            \FFI::addr($this->token)
-        ));
+        $status = $this->ffi->mw_request_begin_with($this->handle, $route, memory_get_usage(), $this->tokenPtr);
+        if ($status !== 0) {
+            throw Native::error($status);
+        }
         return $this->token->cdata;
     }
 
-    /** @return array<string,mixed>|null the report, null when the request was not measured */
-    private function end(int $token, mixed $request): ?array
+    /**
+     * Ends a measured request (token 0: not measured, nothing to do), runs the handlers and
+     * returns the core's header block ("" with include_headers off), null when not measured.
+     */
+    private function end(int $token, string $route, mixed $request): ?string
     {
         if ($token === 0) {
             return null;
         }
         $bytes = memory_get_usage();
         $peak = $this->resetPeak ? memory_get_peak_usage() : 0;
-        $this->highUsage->current = $request;
-        try {
-            $status = $this->ffi->mw_request_end_with($this->handle, $token, $bytes, $peak, \FFI::addr($this->out));
-        } finally {
-            $this->highUsage->current = null;
+        $r = $this->report;
+        $status = $this->ffi->mw_request_end_into($this->handle, $token, $bytes, $peak, $this->reportPtr);
+        if ($status !== 0) {
+            throw Native::error($status);
         }
-        Native::check($status);
-        $report = json_decode(Native::takeString($this->out), true, 512, JSON_THROW_ON_ERROR);
-        if (!is_array($report)) {
-            return null;
+        $block = \FFI::string($r->headers);
+        $highUsage = $r->high_usage && $this->highUsageHandler !== null;
+        if (!$highUsage && $this->analyticsHandler === null) {
+            return $block;
+        }
+        $report = [
+            'route' => $route,
+            'start_bytes' => $r->start_bytes,
+            'end_bytes' => $r->end_bytes,
+            'peak_bytes' => $r->peak_bytes,
+            'delta_bytes' => $r->delta_bytes,
+            'duration_ms' => $r->duration_ms,
+            'overlapped' => $r->overlapped,
+            'high_usage' => $r->high_usage,
+            'headers' => [],
+        ];
+        foreach ($block === '' ? [] : explode("\n", rtrim($block, "\n")) as $line) {
+            [$name, $value] = explode(': ', $line, 2);
+            $report['headers'][$name] = $value;
+        }
+        if ($highUsage) {
+            try {
+                ($this->highUsageHandler)($report['peak_bytes'] / self::MIB, $request, $report);
+            } catch (\Throwable $e) {
+                // Counted in handler_errors and logged by the core, as for a C callback.
+                $msg = 'high-usage handler threw ' . get_class($e) . ': ' . $e->getMessage();
+                Native::check($this->ffi->mw_request_handler_failed($this->handle, $route, str_replace("\0", ' ', $msg)));
+            }
         }
         if ($this->analyticsHandler !== null) {
             foreach (['start', 'end', 'peak', 'delta'] as $k) {
@@ -284,10 +301,10 @@ final class MemoryTrackingMiddleware
             try {
                 ($this->analyticsHandler)($report);
             } catch (\Throwable $e) {
-                $this->logHandlerError($report['route'], 'analytics handler threw ' . get_class($e) . ': ' . $e->getMessage());
+                $this->logHandlerError($route, 'analytics handler threw ' . get_class($e) . ': ' . $e->getMessage());
             }
         }
-        return $report;
+        return $block;
     }
 
     private function route(mixed $request): string

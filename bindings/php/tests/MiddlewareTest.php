@@ -237,6 +237,27 @@ final class MiddlewareTest extends TestCase
         return new FakeHandler(static fn (object $req): FakeResponse => new FakeResponse(200));
     }
 
+    /** X-Memory-Limit from PHP's memory_limit text (parsed by the core), in a fresh process per setting. */
+    public function testLimitHeaderFollowsPhpMemoryLimitOrTheCgroup(): void
+    {
+        $limit = static function (string $ini): string {
+            $script = 'require ' . var_export(dirname(__DIR__) . '/autoload.php', true) . ';'
+                . 'final class R { public array $h = []; function withHeader($n, $v) { $c = clone $this; $c->h[$n] = $v; return $c; } }'
+                . 'final class H { function handle($r) { return new R(); } }'
+                . 'final class Q { function getMethod() { return "GET"; } function getAttribute($n) { return null; } }'
+                . '$m = new Memwarden\\MemoryTrackingMiddleware(["log_high_usage" => false]);'
+                . 'echo $m->process(new Q(), new H())->h["X-Memory-Limit"];';
+            return (string) shell_exec(escapeshellarg(PHP_BINARY) . ' -d ffi.enable=1 -d memory_limit=' . $ini
+                . ' -r ' . escapeshellarg($script) . ' 2>&1');
+        };
+        $this->assertSame('96.0', $limit('96M'));
+        $this->assertSame('1024.0', $limit('1g'));
+        // -1 (no PHP limit): the cgroup's limit, else physical memory, never 0
+        $none = $limit('-1');
+        $this->assertMatchesRegularExpression('/^\d+\.\d$/', $none);
+        $this->assertGreaterThan(96.0, (float) $none);
+    }
+
     public function testProcessAddsHeadersWithWithHeader(): void
     {
         $mw = new MemoryTrackingMiddleware(['memory_limit' => '256M']);

@@ -14,6 +14,29 @@ pub use system::physical_memory;
 
 use serde::Serialize;
 
+/// How long [`default_limit`] keeps its answer before reading the cgroup files again.
+pub const DEFAULT_LIMIT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The limit that applies when none is configured: the cgroup's (v2, else v1), else physical
+/// memory. Cached process-wide and read again at most every [`DEFAULT_LIMIT_TTL`] (5 s): working
+/// it out reads `/proc/self/cgroup`, `/proc/self/mountinfo` and the cgroup files (~0.4 ms), which
+/// a host that builds a short-lived object per request (PHP under php-fpm or php -S, one
+/// `RequestTracker` per request) must not pay every time. A limit changed at runtime
+/// (`docker update --memory`) is seen within those 5 s.
+pub fn default_limit() -> (u64, LimitOrigin) {
+    static CACHE: parking_lot::Mutex<Option<(std::time::Instant, u64, LimitOrigin)>> = parking_lot::Mutex::new(None);
+    let now = std::time::Instant::now();
+    if let Some((at, bytes, origin)) = *CACHE.lock()
+        && now.duration_since(at) < DEFAULT_LIMIT_TTL
+    {
+        return (bytes, origin);
+    }
+    // Worked out outside the lock: two threads may both read the files once; both are right.
+    let (bytes, origin) = cgroup_limit().unwrap_or_else(|| (physical_memory(), LimitOrigin::Physical));
+    *CACHE.lock() = Some((now, bytes, origin));
+    (bytes, origin)
+}
+
 /// Where a manager's limit came from, in the order they are tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
