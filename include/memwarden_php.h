@@ -76,6 +76,8 @@ typedef struct mw_request mw_request;
 
 typedef struct mw_scope mw_scope;
 
+typedef struct mw_stream mw_stream;
+
 typedef struct mw_streaming mw_streaming;
 
 typedef struct mw_tracker mw_tracker;
@@ -173,6 +175,19 @@ typedef struct {
   mw_pool_leak_fn on_leak;
   bool background_hooks;
 } mw_pool_callbacks;
+
+typedef int32_t (*mw_stream_chunk_fn)(void *user,
+                                      const uint8_t *data,
+                                      size_t len,
+                                      uint64_t index,
+                                      char **error_out);
+
+typedef struct {
+  uint64_t index;
+  uint64_t offset;
+  uint64_t size;
+  uint64_t resource_id;
+} mw_chunk_ticket;
 
 const char *mw_last_error_message(void);
 
@@ -465,6 +480,46 @@ mw_status mw_request_end_with(mw_request *t,
                               char **report_json_out);
 
 mw_status mw_request_analytics(mw_request *t, char **json_out);
+
+mw_status mw_stream_new(const char *config_json, mw_stream **out);
+
+void mw_stream_free(mw_stream *stream);
+
+mw_status mw_stream_process_file(mw_stream *s,
+                                 const char *path,
+                                 mw_stream_chunk_fn handler,
+                                 void *user,
+                                 char **summary_json_out);
+
+mw_status mw_stream_begin(mw_stream *s);
+
+mw_status mw_stream_admit(mw_stream *s,
+                          uint64_t size,
+                          int64_t timeout_ms,
+                          mw_chunk_ticket *ticket_out,
+                          bool *admitted);
+
+mw_status mw_stream_finish(mw_stream *s,
+                           mw_chunk_ticket ticket,
+                           uint64_t bytes,
+                           double processing_ms,
+                           char **event_json_out);
+
+mw_status mw_stream_cancel(mw_stream *s, mw_chunk_ticket ticket, bool counted);
+
+mw_status mw_stream_end(mw_stream *s, char **summary_json_out);
+
+mw_status mw_stream_compress(mw_stream *s,
+                             const uint8_t *data,
+                             size_t len,
+                             uint8_t **out,
+                             size_t *out_len);
+
+void mw_bytes_free(uint8_t *data, size_t len);
+
+mw_status mw_stream_stats(mw_stream *s, char **json_out);
+
+mw_status mw_stream_poll(mw_stream *s, char **json_out);
 
 mw_status mw_tracker_new(const char *config_json, mw_tracker **out);
 

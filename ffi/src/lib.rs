@@ -14,6 +14,7 @@ mod iter;
 mod manager;
 mod pool;
 mod request;
+mod stream;
 mod tracker;
 
 use std::ffi::{CString, c_char};
@@ -26,6 +27,7 @@ pub use iter::*;
 pub use manager::*;
 pub use pool::*;
 pub use request::*;
+pub use stream::*;
 pub use tracker::*;
 
 use boundary::{boundary, boundary_void, need_out, out_string, str_arg, write_out};
