@@ -12,6 +12,7 @@ mod errors;
 mod iterators;
 mod manager;
 mod pool;
+mod stream;
 
 use pyo3::prelude::*;
 
@@ -50,6 +51,7 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iterators::PyFilteredIterator>()?;
     m.add_class::<chunk::PyChunkedDatabaseProcessor>()?;
     m.add_class::<alert::PyMemoryAlertingService>()?;
+    m.add_class::<stream::PyStreamProcessor>()?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(format_size, m)?)?;
     Ok(())
