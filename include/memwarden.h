@@ -1032,13 +1032,15 @@ mw_status mw_stream_admit(mw_stream *s,
                           mw_chunk_ticket *ticket_out,
                           bool *admitted);
 
-// The chunk's handler is done with `bytes` of input (at most the admitted size) in
-// `processing_ms`. Releases the chunk, wakes a waiting `mw_stream_admit`, and writes the
-// chunk's `performance` event (`speed`, `memoryUsage`, `processingTime`, `chunks`, `bytes`,
-// `index`, `offset`, ...) to `event_json_out` when it is not NULL.
+// The chunk's handler is done with `bytes` of input (at most the admitted size), handed over
+// as `compressed_bytes` of gzip (0 when not compressed), in `processing_ms`. Releases the
+// chunk, wakes a waiting `mw_stream_admit`, and writes the chunk's `performance` event
+// (`speed`, `memoryUsage`, `processingTime`, `chunks`, `bytes`, `index`, `offset`, ...) to
+// `event_json_out` when it is not NULL.
 mw_status mw_stream_finish(mw_stream *s,
                            mw_chunk_ticket ticket,
                            uint64_t bytes,
+                           uint64_t compressed_bytes,
                            double processing_ms,
                            char **event_json_out);
 

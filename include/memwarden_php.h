@@ -502,6 +502,7 @@ mw_status mw_stream_admit(mw_stream *s,
 mw_status mw_stream_finish(mw_stream *s,
                            mw_chunk_ticket ticket,
                            uint64_t bytes,
+                           uint64_t compressed_bytes,
                            double processing_ms,
                            char **event_json_out);
 

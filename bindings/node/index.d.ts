@@ -296,6 +296,37 @@ export declare class NativeStreamingIterator {
   setManager(manager: NativeMemoryManager): void
 }
 
+/** The native half of `StreamProcessor` (use the class from `lib/index.js`). */
+export declare class NativeStreamProcessor {
+  /**
+   * `config`: `chunkSize`, `concurrentStreams`, `compressionEnabled`, `maxMemoryUsage`,
+   * `thresholds`, `cleanupInterval` (snake_case accepted).
+   */
+  constructor(config?: any | undefined | null)
+  get chunkSize(): number
+  get concurrentStreams(): number
+  get compressionEnabled(): boolean
+  /** Starts a run (index, offset and counters from 0). Fails while chunks are in flight. */
+  begin(): void
+  /** A ticket when a chunk of `size` bytes may be read now, `null` when reading must pause. */
+  admit(size: number): StreamTicket | null
+  /**
+   * The handler of chunk `index` is done with `bytes` of input (`compressedBytes` of gzip, 0
+   * when not compressed) in `processingMs`; returns the chunk's `performance` event.
+   */
+  finish(index: number, bytes: number, compressedBytes: number, processingMs: number): Record<string, any>
+  /** Gives chunk `index` back uncounted; `counted` false when it only found the end of input. */
+  cancel(index: number, counted: boolean): void
+  /** Ends the run; returns the summary `performance` event (`final: true`). */
+  end(): Record<string, any>
+  /** Gzip (one member per call), computed on the thread pool. */
+  compress(data: Buffer): Promise<Buffer>
+  /** Config, the run's counters and `tracker` statistics. */
+  stats(): Record<string, any>
+  /** `performance` events and the tracker's `memoryWarning` / `memoryCritical` since the last poll. */
+  pollEvents(): Array<Record<string, any>>
+}
+
 /** `{ name, priority }` of a registered cleanup hook. */
 export interface CleanupHookInfo {
   name: string
@@ -328,6 +359,16 @@ export interface RunFlags {
 
 /** Registers the class native errors are created with: `new ErrorClass(message, code)`. */
 export declare function setErrorClass(errorClass: new (message: string, code: string) => Error): void
+
+/** A chunk that may be read now. */
+export interface StreamTicket {
+  /** 0, 1, 2, ... in reading order. */
+  index: number
+  /** Byte offset of the chunk in the input. */
+  offset: number
+  /** Bytes admitted. */
+  size: number
+}
 
 /** The crate version, as every binding reports it. */
 export declare function version(): string

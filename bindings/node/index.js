@@ -844,6 +844,7 @@ module.exports.NativeMemoryManager = nativeBinding.NativeMemoryManager
 module.exports.NativeMemoryPool = nativeBinding.NativeMemoryPool
 module.exports.NativeScope = nativeBinding.NativeScope
 module.exports.NativeStreamingIterator = nativeBinding.NativeStreamingIterator
+module.exports.NativeStreamProcessor = nativeBinding.NativeStreamProcessor
 module.exports.formatSize = nativeBinding.formatSize
 module.exports.parseSize = nativeBinding.parseSize
 module.exports.setErrorClass = nativeBinding.setErrorClass

@@ -405,6 +405,18 @@ impl StreamProcessor {
         self.finish_with(ticket, bytes, None, processing_ms)
     }
 
+    /// [`finish`](Self::finish) for a chunk the host compressed (with [`compress`](Self::compress))
+    /// to `compressed` bytes: counted in `compressedBytes` and the event's `compressedSize`.
+    pub fn finish_compressed(
+        &self,
+        ticket: ChunkTicket,
+        bytes: u64,
+        compressed: Option<u64>,
+        processing_ms: f64,
+    ) -> Result<Value> {
+        self.finish_with(ticket, bytes, compressed, processing_ms)
+    }
+
     fn finish_with(&self, t: ChunkTicket, bytes: u64, compressed: Option<u64>, ms: f64) -> Result<Value> {
         if bytes > t.size {
             return Err(Error::invalid_argument(format!(
@@ -976,7 +988,8 @@ mod tests {
             p.cancel(c).unwrap();
         });
         assert!(p.end().unwrap_err().message().contains("in flight"));
-        p.finish(b, 60, 0.0).unwrap();
+        let ev = p.finish_compressed(b, 60, Some(20), 0.0).unwrap();
+        assert_eq!(ev["compressedSize"], 20);
         let sum = p.end().unwrap();
         assert_eq!(
             (sum["chunks"].as_u64(), sum["bytes"].as_u64(), sum["cancelled"].as_u64()),

@@ -200,20 +200,23 @@ pub unsafe extern "C" fn mw_stream_admit(
     })
 }
 
-/// The chunk's handler is done with `bytes` of input (at most the admitted size) in
-/// `processing_ms`. Releases the chunk, wakes a waiting `mw_stream_admit`, and writes the
-/// chunk's `performance` event (`speed`, `memoryUsage`, `processingTime`, `chunks`, `bytes`,
-/// `index`, `offset`, ...) to `event_json_out` when it is not NULL.
+/// The chunk's handler is done with `bytes` of input (at most the admitted size), handed over
+/// as `compressed_bytes` of gzip (0 when not compressed), in `processing_ms`. Releases the
+/// chunk, wakes a waiting `mw_stream_admit`, and writes the chunk's `performance` event
+/// (`speed`, `memoryUsage`, `processingTime`, `chunks`, `bytes`, `index`, `offset`, ...) to
+/// `event_json_out` when it is not NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mw_stream_finish(
     s: *mut mw_stream,
     ticket: mw_chunk_ticket,
     bytes: u64,
+    compressed_bytes: u64,
     processing_ms: f64,
     event_json_out: *mut *mut c_char,
 ) -> mw_status {
     boundary(|| {
-        let ev = stream(s)?.inner.finish(ticket.into(), bytes, processing_ms)?;
+        let compressed = (compressed_bytes > 0).then_some(compressed_bytes);
+        let ev = stream(s)?.inner.finish_compressed(ticket.into(), bytes, compressed, processing_ms)?;
         if !event_json_out.is_null() {
             write_json(event_json_out, "event_json_out", &ev)?;
         }

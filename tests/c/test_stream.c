@@ -231,7 +231,7 @@ static void test_driver(void) {
     CHECK_STATUS(mw_stream_begin(st), MW_STATUS_INVALID_ARGUMENT);
     ERR_HAS("in flight");
     char *ev = NULL;
-    CHECK_STATUS(mw_stream_finish(st, a, 100, 2.5, &ev), MW_STATUS_OK);
+    CHECK_STATUS(mw_stream_finish(st, a, 100, 0, 2.5, &ev), MW_STATUS_OK);
     CHECK(ev && strstr(ev, "\"processingTime\":2.5") && num_after(ev, "memoryUsage") == 200);
     mw_string_free(ev);
     CHECK_STATUS(mw_stream_admit(st, 100, -1, &c, &ok), MW_STATUS_OK);
@@ -239,10 +239,12 @@ static void test_driver(void) {
     CHECK_STATUS(mw_stream_cancel(st, c, true), MW_STATUS_OK);
     char *sum = NULL;
     CHECK_STATUS(mw_stream_end(st, &sum), MW_STATUS_INVALID_ARGUMENT);
-    CHECK_STATUS(mw_stream_finish(st, b, 101, 0, NULL), MW_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(mw_stream_finish(st, b, 101, 0, 0, NULL), MW_STATUS_INVALID_ARGUMENT);
     ERR_HAS("finished with 101");
-    CHECK_STATUS(mw_stream_finish(st, b, 50, -1, NULL), MW_STATUS_INVALID_ARGUMENT);
-    CHECK_STATUS(mw_stream_finish(st, b, 50, 1, NULL), MW_STATUS_OK);
+    CHECK_STATUS(mw_stream_finish(st, b, 50, 0, -1, NULL), MW_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(mw_stream_finish(st, b, 50, 20, 1, &ev), MW_STATUS_OK);
+    CHECK(ev && num_after(ev, "compressedSize") == 20);
+    mw_string_free(ev);
     CHECK_STATUS(mw_stream_cancel(st, b, false), MW_STATUS_INVALID_ARGUMENT);
     ERR_HAS("not in flight");
     CHECK_STATUS(mw_stream_end(st, &sum), MW_STATUS_OK);

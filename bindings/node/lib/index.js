@@ -1659,6 +1659,8 @@ function formatSize (bytes) {
   return native.formatSize(bytes)
 }
 
+const { StreamProcessor } = require('./stream')
+
 module.exports = {
   MemoryManager,
   MemoryPool,
@@ -1669,6 +1671,7 @@ module.exports = {
   FilteredIterator,
   ChunkedDatabaseProcessor,
   MemoryAlertingService,
+  StreamProcessor,
   MemwardenError,
   parseSize,
   formatSize,

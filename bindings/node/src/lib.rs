@@ -32,6 +32,7 @@ mod chunk;
 mod container;
 mod iter;
 mod pool;
+mod stream;
 
 type CoreResult<T> = memwarden_core::Result<T>;
 
