@@ -175,6 +175,9 @@ typedef struct mw_request mw_request;
 // `mw_scope_free` (which disposes it).
 typedef struct mw_scope mw_scope;
 
+// A stream processor. Create with `mw_stream_new`, free with `mw_stream_free`. Thread-safe.
+typedef struct mw_stream mw_stream;
+
 // A streaming iterator over a C chunk source. Create with `mw_streaming_new`, free with
 // `mw_streaming_free`.
 //
@@ -394,6 +397,29 @@ typedef int32_t (*mw_request_high_usage_fn)(void *user_data,
                                             const char *report_json,
                                             char *error_buf,
                                             size_t error_len);
+
+// A chunk handler: `data`/`len` are the chunk's bytes (gzip when `compressionEnabled`), valid
+// only during the call; `index` its number (its offset is `index * chunkSize`). Return 0, or
+// non-zero to stop the run; then `*error_out` may be set to a NUL-terminated message, which the
+// library copies when the handler returns and never frees (a static string, or one you keep).
+typedef int32_t (*mw_stream_chunk_fn)(void *user,
+                                      const uint8_t *data,
+                                      size_t len,
+                                      uint64_t index,
+                                      char **error_out);
+
+// A chunk admitted by `mw_stream_admit`; give it back exactly once to `mw_stream_finish` or
+// `mw_stream_cancel`.
+typedef struct {
+  // 0, 1, 2, ... in reading order within the run.
+  uint64_t index;
+  // Byte offset of the chunk in the input.
+  uint64_t offset;
+  // Bytes admitted (tracked in the processor's tracker).
+  uint64_t size;
+  // The chunk's id in the tracker.
+  uint64_t resource_id;
+} mw_chunk_ticket;
 
 // Receives each tracker event as JSON `{type, usage, threshold, detail}` (`type` is
 // `memoryWarning`, `memoryCritical` or `cleanup`); `event_json` is valid only during the call.
@@ -1100,6 +1126,84 @@ mw_status mw_request_set_high_usage_callback(mw_request *t,
 // `overlapped`, `overlapped_share`, `delta_bytes` / `peak_bytes` `{p50, p95, max}`,
 // `duration_ms`; `in_flight`, `sampled_out`, `max_routes`, `overflowed_routes`, `note`).
 mw_status mw_request_analytics(mw_request *t, char **json_out);
+
+// Creates a processor. `config_json` (NULL or `""` for defaults) has the seed's keys:
+// `chunkSize` (bytes or a size such as `"1M"`; default 1 MiB), `concurrentStreams` (>= 1;
+// default 3), `compressionEnabled` (false), and for its tracker `maxMemoryUsage` (bytes or
+// `"100M"`; default 100 MiB, at least `chunkSize`), `thresholds` `{warning, critical}`,
+// `cleanupInterval` (ms); snake_case aliases accepted. Reading pauses while `concurrentStreams`
+// chunks are in flight or the tracker would pass `thresholds.warning` of `maxMemoryUsage`.
+mw_status mw_stream_new(const char *config_json, mw_stream **out);
+
+// Frees the processor. NULL is a no-op.
+void mw_stream_free(mw_stream *stream);
+
+// Reads the file at `path` in chunks and calls `handler(user, ...)` for each. With
+// `concurrentStreams` 1 the handler runs on the calling thread, chunks in order; with more it
+// runs on that many library worker threads at once (chunks may finish out of order; the handler
+// must be thread-safe). A non-zero return stops the run: no further chunk is read, the call
+// returns `MW_STATUS_CALLBACK` with a message naming the chunk (index, offset) and the
+// handler's `*error_out`. `summary_json_out` (may be NULL) gets the summary `performance` event:
+// `speed` (bytes/s), `memoryUsage` (most bytes tracked at once), `processingTime` (ms),
+// `chunks`, `bytes`, `peakInFlight`, `pauses`, ... (free with `mw_string_free`).
+mw_status mw_stream_process_file(mw_stream *s,
+                                 const char *path,
+                                 mw_stream_chunk_fn handler,
+                                 void *user,
+                                 char **summary_json_out);
+
+// Starts a new run of the host's own loop: index, offset and counters start at 0. Fails with
+// `MW_STATUS_INVALID_ARGUMENT` while chunks are in flight.
+mw_status mw_stream_begin(mw_stream *s);
+
+// Asks to read a chunk of `size` bytes. `timeout_ms` 0 answers at once, > 0 waits up to that
+// long for a chunk in flight to finish, -1 waits without limit. `*admitted` is true and
+// `*ticket_out` filled when the chunk may be read now; false means pause reading
+// (backpressure). A size of 0 or above `maxMemoryUsage` returns `MW_STATUS_INVALID_ARGUMENT`.
+mw_status mw_stream_admit(mw_stream *s,
+                          uint64_t size,
+                          int64_t timeout_ms,
+                          mw_chunk_ticket *ticket_out,
+                          bool *admitted);
+
+// The chunk's handler is done with `bytes` of input (at most the admitted size), handed over
+// as `compressed_bytes` of gzip (0 when not compressed), in `processing_ms`. Releases the
+// chunk, wakes a waiting `mw_stream_admit`, and writes the chunk's `performance` event
+// (`speed`, `memoryUsage`, `processingTime`, `chunks`, `bytes`, `index`, `offset`, ...) to
+// `event_json_out` when it is not NULL.
+mw_status mw_stream_finish(mw_stream *s,
+                           mw_chunk_ticket ticket,
+                           uint64_t bytes,
+                           uint64_t compressed_bytes,
+                           double processing_ms,
+                           char **event_json_out);
+
+// Gives an admitted chunk back without counting it (input ended, read failed, handler failed).
+// `counted` false means the chunk was only admitted to find the end of the input.
+mw_status mw_stream_cancel(mw_stream *s, mw_chunk_ticket ticket, bool counted);
+
+// Ends the run and writes the summary `performance` event (`final: true`) to `summary_json_out`.
+// Fails while chunks are in flight.
+mw_status mw_stream_end(mw_stream *s, char **summary_json_out);
+
+// Gzip-compresses `len` bytes at `data` (one gzip member; members concatenated form a valid
+// gzip stream) into a new buffer: `*out` / `*out_len`, freed with `mw_bytes_free(*out, *out_len)`.
+mw_status mw_stream_compress(mw_stream *s,
+                             const uint8_t *data,
+                             size_t len,
+                             uint8_t **out,
+                             size_t *out_len);
+
+// Frees a buffer the library returned with its length (`mw_stream_compress`). NULL is a no-op.
+void mw_bytes_free(uint8_t *data, size_t len);
+
+// Config, the current run's counters (`inFlight`, `chunks`, `bytes`, `peakInFlight`, `pauses`,
+// ...) and `tracker` (the tracker's statistics) as JSON.
+mw_status mw_stream_stats(mw_stream *s, char **json_out);
+
+// Events since the last poll as a JSON array: `performance` events (per chunk, and the summary
+// with `final: true`) and the tracker's `memoryWarning` / `memoryCritical`.
+mw_status mw_stream_poll(mw_stream *s, char **json_out);
 
 // Creates a tracker. `config_json` (NULL or `""` for defaults) has Streamflow's keys:
 // `maxMemoryUsage` (bytes, 100 MiB), `cleanupInterval` (ms, 30000), `enableAutoCleanup`

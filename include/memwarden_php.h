@@ -78,6 +78,8 @@ typedef struct mw_request mw_request;
 
 typedef struct mw_scope mw_scope;
 
+typedef struct mw_stream mw_stream;
+
 typedef struct mw_streaming mw_streaming;
 
 typedef struct mw_tracker mw_tracker;
@@ -193,6 +195,19 @@ typedef int32_t (*mw_request_high_usage_fn)(void *user_data,
                                             const char *report_json,
                                             char *error_buf,
                                             size_t error_len);
+
+typedef int32_t (*mw_stream_chunk_fn)(void *user,
+                                      const uint8_t *data,
+                                      size_t len,
+                                      uint64_t index,
+                                      char **error_out);
+
+typedef struct {
+  uint64_t index;
+  uint64_t offset;
+  uint64_t size;
+  uint64_t resource_id;
+} mw_chunk_ticket;
 
 typedef void (*mw_tracker_event_fn)(void *user_data, const char *event_json);
 
@@ -523,6 +538,47 @@ mw_status mw_request_set_high_usage_callback(mw_request *t,
                                              mw_free_fn free_user_data);
 
 mw_status mw_request_analytics(mw_request *t, char **json_out);
+
+mw_status mw_stream_new(const char *config_json, mw_stream **out);
+
+void mw_stream_free(mw_stream *stream);
+
+mw_status mw_stream_process_file(mw_stream *s,
+                                 const char *path,
+                                 mw_stream_chunk_fn handler,
+                                 void *user,
+                                 char **summary_json_out);
+
+mw_status mw_stream_begin(mw_stream *s);
+
+mw_status mw_stream_admit(mw_stream *s,
+                          uint64_t size,
+                          int64_t timeout_ms,
+                          mw_chunk_ticket *ticket_out,
+                          bool *admitted);
+
+mw_status mw_stream_finish(mw_stream *s,
+                           mw_chunk_ticket ticket,
+                           uint64_t bytes,
+                           uint64_t compressed_bytes,
+                           double processing_ms,
+                           char **event_json_out);
+
+mw_status mw_stream_cancel(mw_stream *s, mw_chunk_ticket ticket, bool counted);
+
+mw_status mw_stream_end(mw_stream *s, char **summary_json_out);
+
+mw_status mw_stream_compress(mw_stream *s,
+                             const uint8_t *data,
+                             size_t len,
+                             uint8_t **out,
+                             size_t *out_len);
+
+void mw_bytes_free(uint8_t *data, size_t len);
+
+mw_status mw_stream_stats(mw_stream *s, char **json_out);
+
+mw_status mw_stream_poll(mw_stream *s, char **json_out);
 
 mw_status mw_tracker_new(const char *config_json, mw_tracker **out);
 

@@ -269,6 +269,25 @@ export declare class NativeMemoryPool {
   config(): Record<string, number | boolean>
 }
 
+/** A memory monitor (see `Monitor` in lib/index.js). */
+export declare class NativeMonitor {
+  /**
+   * `config`: `pid`, `children`, `system`, `interval` (seconds), `threshold` (percent),
+   * `export` (a path), `export_sync_every`.
+   */
+  constructor(config: Record<string, any> | null | undefined)
+  start(): void
+  stop(): void
+  get running(): boolean
+  get ended(): string | null
+  get skippedTicks(): number
+  get meta(): Record<string, any>
+  sampleNow(): Record<string, any>
+  samples(): Array<Record<string, any>>
+  analyze(): Record<string, any>
+  export(path: string): void
+}
+
 /** The native request tracker. Use `memoryTracking()` from `lib/index.js`. */
 export declare class NativeRequestTracker {
   /** `config`: the core's keys (`enabled`, `track_peak`, `threshold_mb`, `sample_rate`, ...). */
@@ -331,23 +350,6 @@ export declare class NativeResourceTracker {
   scheduledCleanup(): { releasedIds: number[], freedBytes: number }
   /** Forgets every resource and returns the final leak report; later calls throw `MW_CLOSED`. */
   dispose(): Record<string, any>
-/** A memory monitor (see `Monitor` in lib/index.js). */
-export declare class NativeMonitor {
-  /**
-   * `config`: `pid`, `children`, `system`, `interval` (seconds), `threshold` (percent),
-   * `export` (a path), `export_sync_every`.
-   */
-  constructor(config: Record<string, any> | null | undefined)
-  start(): void
-  stop(): void
-  get running(): boolean
-  get ended(): string | null
-  get skippedTicks(): number
-  get meta(): Record<string, any>
-  sampleNow(): Record<string, any>
-  samples(): Array<Record<string, any>>
-  analyze(): Record<string, any>
-  export(path: string): void
 }
 
 /** One scope of a `NativeLazyContainer`. */
@@ -375,6 +377,37 @@ export declare class NativeStreamingIterator {
   stats(): Record<string, any>
   /** Cleanup above `memory_limit` runs this manager's collection. */
   setManager(manager: NativeMemoryManager): void
+}
+
+/** The native half of `StreamProcessor` (use the class from `lib/index.js`). */
+export declare class NativeStreamProcessor {
+  /**
+   * `config`: `chunkSize`, `concurrentStreams`, `compressionEnabled`, `maxMemoryUsage`,
+   * `thresholds`, `cleanupInterval` (snake_case accepted).
+   */
+  constructor(config?: any | undefined | null)
+  get chunkSize(): number
+  get concurrentStreams(): number
+  get compressionEnabled(): boolean
+  /** Starts a run (index, offset and counters from 0). Fails while chunks are in flight. */
+  begin(): void
+  /** A ticket when a chunk of `size` bytes may be read now, `null` when reading must pause. */
+  admit(size: number): StreamTicket | null
+  /**
+   * The handler of chunk `index` is done with `bytes` of input (`compressedBytes` of gzip, 0
+   * when not compressed) in `processingMs`; returns the chunk's `performance` event.
+   */
+  finish(index: number, bytes: number, compressedBytes: number, processingMs: number): Record<string, any>
+  /** Gives chunk `index` back uncounted; `counted` false when it only found the end of input. */
+  cancel(index: number, counted: boolean): void
+  /** Ends the run; returns the summary `performance` event (`final: true`). */
+  end(): Record<string, any>
+  /** Gzip (one member per call), computed on the thread pool. */
+  compress(data: Buffer): Promise<Buffer>
+  /** Config, the run's counters and `tracker` statistics. */
+  stats(): Record<string, any>
+  /** `performance` events and the tracker's `memoryWarning` / `memoryCritical` since the last poll. */
+  pollEvents(): Array<Record<string, any>>
 }
 
 /** The analysis of an export file. */
@@ -425,6 +458,16 @@ export interface RunFlags {
 
 /** Registers the class native errors are created with: `new ErrorClass(message, code)`. */
 export declare function setErrorClass(errorClass: new (message: string, code: string) => Error): void
+
+/** A chunk that may be read now. */
+export interface StreamTicket {
+  /** 0, 1, 2, ... in reading order. */
+  index: number
+  /** Byte offset of the chunk in the input. */
+  offset: number
+  /** Bytes admitted. */
+  size: number
+}
 
 /** The crate version, as every binding reports it. */
 export declare function version(): string

@@ -21,6 +21,7 @@ pub mod probe;
 pub mod request;
 pub mod size;
 pub mod stats;
+pub mod stream;
 pub mod tracker;
 
 #[cfg(feature = "alert")]
@@ -38,6 +39,7 @@ pub use pool::{Lease, Pool, PoolBuilder, PoolConfig, PoolStats};
 pub use probe::LimitOrigin;
 pub use request::{RequestConfig, RequestReport, RequestToken, RequestTracker};
 pub use size::{Size, format_size, parse_size};
+pub use stream::{ChunkFailure, ChunkTicket, StreamChunk, StreamConfig, StreamProcessor};
 pub use tracker::{CleanupReport, ResourceStats, ResourceTracker, TrackerConfig, TrackerEvent};
 
 /// The crate version, as `mw_version()` and every binding report it.

@@ -15,6 +15,7 @@ mod manager;
 mod monitor;
 mod pool;
 mod request;
+mod stream;
 mod tracker;
 
 use std::ffi::{CString, c_char};
@@ -28,6 +29,7 @@ pub use manager::*;
 pub use monitor::*;
 pub use pool::*;
 pub use request::*;
+pub use stream::*;
 pub use tracker::*;
 
 use boundary::{boundary, boundary_void, need_out, out_string, str_arg, write_out};

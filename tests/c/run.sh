@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the C tests against libmemwarden.so and libmemwarden.a, runs both, and runs the
 # dynamic build under valgrind's leak checker. Called by scripts/test.
+#   tests/c/run.sh               # every tests/c/test_*.c
+#   tests/c/run.sh stream pool   # only test_stream.c and test_pool.c
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -10,7 +12,12 @@ mkdir -p "$out"
 cargo build --release -p memwarden-ffi --quiet
 static_libs="$(cargo rustc --release -p memwarden-ffi --quiet --crate-type staticlib -- --print native-static-libs 2>&1 \
   | sed -n 's/.*native-static-libs: //p' | tail -1)"
-for t in "$root"/tests/c/test_*.c; do
+tests=("$root"/tests/c/test_*.c)
+if [ "$#" -gt 0 ]; then
+  tests=()
+  for n in "$@"; do tests+=("$root/tests/c/test_${n#test_}.c"); done
+fi
+for t in "${tests[@]}"; do
   name="$(basename "$t" .c)"
   gcc -std=c11 -Wall -Wextra -Werror -g -I"$root/include" "$t" -L"$target/release" -lmemwarden \
     -Wl,-rpath,"$target/release" -lpthread -o "$out/$name-dynamic"

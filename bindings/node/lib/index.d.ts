@@ -986,6 +986,62 @@ export class Monitor {
 /** The analysis of an export file. */
 export function analyze(path: string | URL): MonitorAnalysis
 
+export interface StreamProcessorOptions {
+  /** Bytes per chunk, or a size such as `'1M'` (default 1 MiB). */
+  chunkSize?: number | string
+  /** Handlers running at once (default 3). */
+  concurrentStreams?: number
+  /** Hand the handler gzip, one member per chunk (default false). */
+  compressionEnabled?: boolean
+  /** The chunk tracker's budget: bytes or `'64M'` (default 100 MiB; at least chunkSize). */
+  maxMemoryUsage?: number | string
+  /** Fractions of maxMemoryUsage; reading pauses at `warning` (default 0.7 / 0.9). */
+  thresholds?: { warning?: number, critical?: number }
+  cleanupInterval?: number
+  performanceCallback?: (metrics: PerformanceMetrics) => void
+}
+
+/** A `performance` event: per chunk (`final: false`) and the run's summary (`final: true`). */
+export interface PerformanceMetrics {
+  type: 'performance'
+  final: boolean
+  /** Bytes per second since the run started. */
+  speed: number
+  /** Bytes tracked while the chunk was handled; in the summary, the most tracked at once. */
+  memoryUsage: number
+  /** Milliseconds: the chunk's handler (with compression); in the summary, the whole run. */
+  processingTime: number
+  chunks: number
+  bytes: number
+  index?: number
+  offset?: number
+  size?: number
+  [key: string]: any
+}
+
+export interface ChunkInfo { index: number, offset: number, size: number }
+
+/**
+ * Reads a file or a Readable in chunks and runs an async handler on each, at most
+ * `concurrentStreams` at once; reading pauses while the chunk tracker is at its warning
+ * threshold, so memory stays bounded whatever the input size.
+ */
+export class StreamProcessor extends EventEmitter {
+  constructor(options?: StreamProcessorOptions | null)
+  processFile(path: string, handler: (chunk: Buffer, info: ChunkInfo) => unknown): Promise<PerformanceMetrics>
+  processStream(readable: NodeJS.ReadableStream, handler: (chunk: Buffer, info: ChunkInfo) => unknown): Promise<PerformanceMetrics>
+  compress(data: Buffer): Promise<Buffer>
+  getStats(): Record<string, any>
+  stats(): Record<string, any>
+  readonly chunkSize: number
+  readonly concurrentStreams: number
+  readonly compressionEnabled: boolean
+
+  on(event: 'performance', listener: (metrics: PerformanceMetrics) => void): this
+  on(event: 'memoryWarning' | 'memoryCritical', listener: (event: { type: string, usage: number, threshold: number }) => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
 /** `'512M'` -> 536870912; `'-1'` -> null. */
 export function parseSize(text: string): number | null
 /** 536870912 -> `'512M'`. */

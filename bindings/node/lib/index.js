@@ -1738,6 +1738,7 @@ if (typeof Symbol.dispose === 'symbol') {
 function analyze (path) {
   return native.analyzeFile(pathArg('analyze()', path))
 }
+const { StreamProcessor } = require('./stream')
 
 module.exports = {
   MemoryManager,
@@ -1753,6 +1754,7 @@ module.exports = {
   memoryTracking,
   Monitor,
   analyze,
+  StreamProcessor,
   MemwardenError,
   parseSize,
   formatSize,

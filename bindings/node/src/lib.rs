@@ -38,6 +38,7 @@ mod tracker;
 
 // Exported by `#[napi]`; re-exported so the lib test build sees it used.
 pub use monitor::analyze_file;
+mod stream;
 
 type CoreResult<T> = memwarden_core::Result<T>;
 

@@ -15,6 +15,7 @@ mod monitor;
 mod pool;
 mod request;
 mod tracker;
+mod stream;
 
 use pyo3::prelude::*;
 
@@ -61,6 +62,7 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.py().import("atexit")?.call_method1("register", (&at_exit,))?;
     m.add_class::<monitor::PyMonitor>()?;
     m.add_function(wrap_pyfunction!(monitor::analyze, m)?)?;
+    m.add_class::<stream::PyStreamProcessor>()?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(format_size, m)?)?;
     Ok(())

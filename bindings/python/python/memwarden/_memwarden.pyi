@@ -34,6 +34,7 @@ __all__ = [
     "ResourceTracker",
     "Monitor",
     "analyze",
+    "StreamProcessor",
     "parse_size",
     "format_size",
 ]
@@ -786,3 +787,35 @@ def analyze(path: _Path) -> Dict[str, Any]:
     """The analysis of an export file: ``samples``, ``duration_s``, ``average_mb``,
     ``min_mb``, ``peak_mb``, ``limit_mb``, ``efficiency_percent``, ``spikes``, ``leak``
     (``slope_mb_per_min``, ``r2``, ``steady``, ``sentence``) or None."""
+class StreamProcessor:
+    """Reads a file, a file object or an iterable of bytes in chunks of ``chunk_size`` and calls
+    a handler on each, at most ``concurrent_streams`` at once, with every chunk in flight
+    tracked: reading pauses while the chunks in flight would take the tracker over
+    ``thresholds['warning']`` of ``max_memory_usage`` (backpressure), so memory stays bounded
+    whatever the input size. ``compression_enabled`` hands the handler gzip (one member per
+    chunk). Options (camelCase or snake_case): ``chunk_size`` (bytes or ``"1M"``),
+    ``concurrent_streams``, ``compression_enabled``, ``max_memory_usage`` (bytes or ``"64M"``),
+    ``thresholds``, ``cleanup_interval``, ``performance_callback(metrics)``.
+    """
+
+    def __new__(cls, config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "StreamProcessor": ...
+    def on(self, event: str, callback: _F) -> _F:
+        """Registers ``callback(metrics)`` for ``"performance"`` (``speed``, ``memoryUsage``,
+        ``processingTime``, ``chunks``, ``bytes``; per chunk, and a summary with ``final`` True)."""
+    def process_file(self, path: Union[str, "os.PathLike[str]"], handler: Callable[..., Any]) -> Dict[str, Any]:
+        """Calls ``handler(chunk)`` or ``handler(chunk, info)`` (``info``: ``index``, ``offset``,
+        ``size``) for every chunk of the file; returns the summary."""
+    def process(self, source: Any, handler: Callable[..., Any]) -> Dict[str, Any]:
+        """Like ``process_file`` for a binary file object or an iterable of bytes."""
+    def stats(self) -> Dict[str, Any]:
+        """Config, the last run's counters and the chunk tracker's statistics."""
+    def poll_events(self) -> List[Dict[str, Any]]:
+        """``performance`` events and the tracker's ``memoryWarning`` / ``memoryCritical`` since the last poll."""
+    def compress(self, data: bytes) -> bytes:
+        """Gzip, as chunks are compressed with ``compression_enabled``."""
+    @property
+    def chunk_size(self) -> int: ...
+    @property
+    def concurrent_streams(self) -> int: ...
+    @property
+    def compression_enabled(self) -> bool: ...
