@@ -14,8 +14,8 @@ mod manager;
 mod monitor;
 mod pool;
 mod request;
-mod tracker;
 mod stream;
+mod tracker;
 
 use pyo3::prelude::*;
 
