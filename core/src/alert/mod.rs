@@ -24,6 +24,8 @@
 mod clock;
 mod config;
 mod deliver;
+#[cfg(test)]
+mod fault_tests;
 mod history;
 mod render;
 #[cfg(test)]
