@@ -130,7 +130,7 @@ fn container_stress(ops: u64) {
                         }
                         _ => {
                             c.get("cache").unwrap();
-                            if i % 10_000 == 0 {
+                            if i % 10_000 < 4 {
                                 c.release_lazy();
                             }
                         }
@@ -146,7 +146,8 @@ fn container_stress(ops: u64) {
     assert_eq!(singles.load(Ordering::Relaxed), 1, "the singleton was built more than once");
     assert_eq!(transients.load(Ordering::Relaxed), transient_gets, "one build per transient get");
     let lazy_builds = lazies.load(Ordering::Relaxed);
-    assert!(lazy_builds >= 1 && lazy_builds < ops / 8, "lazy built {lazy_builds} times");
+    // Rebuilt after (some of) the releases, never on every get.
+    assert!(lazy_builds > 1 && lazy_builds < ops / 8, "lazy built {lazy_builds} times");
     println!(
         "container: {ops} gets on {THREADS} threads in {:.2?}; singleton built 1x, transient {transient_gets}x, lazy {lazy_builds}x",
         started.elapsed()
