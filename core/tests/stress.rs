@@ -61,7 +61,7 @@ fn pool_stress(ops: u64) {
                     let a = pool.acquire().unwrap();
                     assert!(!a.value.busy.swap(true, Ordering::AcqRel), "object {} handed out twice", a.value.id);
                     assert!(out.fetch_add(1, Ordering::AcqRel) < 4, "more than max_size objects out");
-                    let b = if (i + t as u64) % 7 == 0 {
+                    let b = if (i + t as u64).is_multiple_of(7) {
                         let b = pool.acquire().unwrap();
                         assert!(!b.value.busy.swap(true, Ordering::AcqRel), "object {} handed out twice", b.value.id);
                         assert!(out.fetch_add(1, Ordering::AcqRel) < 4, "more than max_size objects out");
@@ -85,7 +85,7 @@ fn pool_stress(ops: u64) {
     });
     let s = pool.statistics();
     let acquires = (0..THREADS as u64)
-        .map(|t| (0..ops / THREADS as u64).filter(|i| (i + t) % 7 == 0).count() as u64 + ops / THREADS as u64)
+        .map(|t| (0..ops / THREADS as u64).filter(|i| (i + t).is_multiple_of(7)).count() as u64 + ops / THREADS as u64)
         .sum::<u64>();
     assert_eq!(s.active, 0, "objects still out: {s:?}");
     assert_eq!(s.total_acquired, acquires, "{s:?}");
