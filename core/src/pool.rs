@@ -285,11 +285,14 @@ impl<T: Send + 'static> PoolBuilder<T> {
             ensure_ticker();
         }
         let acquire_reads_clock = self.validate.is_some() || self.config.leak_detection_threshold > 0.0;
+        // max_size is a bound, not a request: a huge one (any usize is a valid config) must not
+        // reserve memory up front (found by the ffi_config fuzz target: capacity overflow).
+        let reserve = self.config.max_size.min(1024);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
-                slots: Vec::with_capacity(self.config.max_size),
+                slots: Vec::with_capacity(reserve),
                 free_slots: Vec::new(),
-                idle: Vec::with_capacity(self.config.max_size),
+                idle: Vec::with_capacity(reserve),
                 by_identity: HashMap::default(),
                 live: 0,
                 creating: 0,
@@ -1321,6 +1324,22 @@ mod tests {
             assert!(e.message().contains(needle), "{cfg}: {e}");
         }
         assert!(PoolConfig::from_json_with(&json!({"factory": null, "max_size": 3}), &["factory"]).is_ok());
+    }
+
+    /// Regression (fuzz/regressions/ffi_config): a max_size near usize::MAX panicked with
+    /// "capacity overflow", and a merely large one reserved gigabytes, at construction.
+    #[test]
+    fn a_huge_max_size_reserves_nothing_up_front() {
+        let f = fixture();
+        for max in [16_655_124_075_896_686_364u64, u64::MAX, 1 << 40] {
+            let p = pool(json!({"max_size": max, "min_size": 1}), &f).build().unwrap();
+            assert_eq!(p.config().max_size as u64, max);
+            let a = p.acquire().unwrap();
+            let b = p.acquire().unwrap();
+            assert_eq!(p.statistics().active, 2);
+            p.release(a).unwrap();
+            p.release(b).unwrap();
+        }
     }
 
     #[test]

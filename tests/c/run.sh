@@ -34,3 +34,11 @@ for t in "${tests[@]}"; do
     exit 1
   fi
 done
+
+# The ffi_config fuzz corpus through the real C functions, under valgrind (issue 9).
+gcc -std=c11 -Wall -Wextra -Werror -g -I"$root/include" "$root/tests/c/replay_corpus.c" -L"$target/release" \
+  -lmemwarden -Wl,-rpath,"$target/release" -lpthread -o "$out/replay_corpus"
+echo "== replay_corpus (valgrind)"
+valgrind --quiet --error-exitcode=3 --leak-check=full --show-leak-kinds=definite,indirect \
+  --errors-for-leak-kinds=definite,indirect "$out/replay_corpus" \
+  "$root/fuzz/corpus/ffi_config" "$root/fuzz/regressions/ffi_config"

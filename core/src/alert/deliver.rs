@@ -70,6 +70,18 @@ pub(crate) fn send_email(
         Ok(_) => Attempt { ok: true, error: None, retry: false, retry_after: None },
         Err(err) => {
             let retry = !err.is_permanent();
+            // A read timeout surfaces from the socket as EAGAIN ("resource temporarily
+            // unavailable"); say what happened instead.
+            let timed_out = err.is_timeout()
+                || std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>()).is_some_and(|io| {
+                    matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                });
+            if timed_out {
+                return fail(
+                    format!("smtp: timed out after {} s waiting for {}:{}", e.smtp.timeout, e.smtp.host, e.smtp.port),
+                    retry,
+                );
+            }
             fail(format!("smtp: {err}"), retry)
         }
     }

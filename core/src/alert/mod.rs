@@ -24,6 +24,8 @@
 mod clock;
 mod config;
 mod deliver;
+#[cfg(test)]
+mod fault_tests;
 mod history;
 mod render;
 #[cfg(test)]
@@ -694,6 +696,35 @@ impl MemoryAlertingService {
             Err(Msg::Event(_)) => false,
         }
     }
+}
+
+/// The e-mail (subject, body) that template `name` (`memory_alert` or one of the config's
+/// `templates`) renders for one alert with the seed's variables (`level`, `kind`, `message`,
+/// `usage_percent`, `threshold`, `time`, `hostname`, `count`, `alerts`, `system`), without
+/// sending anything: for previewing templates, and what the fuzzer drives. A template that
+/// does not compile is `InvalidConfig`; one that fails while rendering is `InvalidArgument`.
+pub fn preview_email(
+    config: &AlertConfig,
+    name: &str,
+    level: State,
+    message: &str,
+    usage_percent: f64,
+    system: Option<Value>,
+) -> Result<(String, String)> {
+    let templates = Templates::new(config)?;
+    let info = AlertInfo {
+        id: 1,
+        kind: "alert",
+        level,
+        message: message.to_string(),
+        usage_percent: Some(usage_percent),
+        threshold: Some(config.threshold_of(level)),
+        escalation_level: None,
+        started_ms: 0,
+        raised_ms: 0,
+        fired_levels: Vec::new(),
+    };
+    templates.email(name, &[info], &system, &render::hostname())
 }
 
 /// Does escalation level `l` name channel `ch`, and with which recipients / URL?

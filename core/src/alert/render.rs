@@ -68,10 +68,86 @@ pub(crate) struct Templates {
     env: Environment<'static>,
 }
 
+/// Instructions one render may execute: the built-in body for a batch of a few hundred alerts
+/// needs well under a tenth of it; a runaway loop stops here with an error.
+const TEMPLATE_FUEL: u64 = 50_000;
+/// Bytes one rendered subject or body may have.
+const TEMPLATE_OUTPUT_LIMIT: usize = 1 << 20;
+/// Filters that allocate by a count the template gives (`batch(10**15)` reserves that much up
+/// front): not available to alert templates.
+const REMOVED_FILTERS: &[&str] = &["batch", "slice"];
+
+/// The `*` operator inside a template's tags (`{{ }}`, `{% %}`), outside string literals.
+/// Repeating a list (`[1] * 10**13`) makes a sequence whose rendering no fuel limit stops
+/// (found by the alert_template fuzz target: a render that never ended), so alert templates
+/// may not use it.
+fn uses_repetition(src: &str) -> bool {
+    let b = src.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        let close: &[u8] = match &b[i..i + 2] {
+            b"{{" => b"}}",
+            b"{%" => b"%}",
+            b"{#" => b"#}",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let comment = close == b"#}";
+        i += 2;
+        let mut quote = None;
+        while i < b.len() {
+            let c = b[i];
+            match quote {
+                Some(_) if c == b'\\' => i += 1,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if comment => {}
+                None if c == b'\'' || c == b'"' => quote = Some(c),
+                None if c == b'*' => return true,
+                None => {}
+            }
+            if quote.is_none() && b[i..].starts_with(close) {
+                i += 2;
+                break;
+            }
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Collects a render's output and refuses to grow past [`TEMPLATE_OUTPUT_LIMIT`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > TEMPLATE_OUTPUT_LIMIT {
+            return Err(std::io::Error::other(format!("output longer than {TEMPLATE_OUTPUT_LIMIT} bytes")));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Templates {
     pub fn new(cfg: &AlertConfig) -> Result<Self> {
         let mut env = Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        for f in REMOVED_FILTERS {
+            env.remove_filter(f);
+        }
         let add = |env: &mut Environment<'static>, name: String, src: String| {
+            if uses_repetition(&src) {
+                return Err(Error::invalid_config(format!(
+                    "MemoryAlertingService config: template '{name}': the '*' operator is not allowed in alert \
+                     templates (repeating a list or string can make one render take unbounded time and memory)"
+                )));
+            }
             env.add_template_owned(name.clone(), src)
                 .map_err(|e| Error::invalid_config(format!("MemoryAlertingService config: template '{name}': {e}")))
         };
@@ -111,7 +187,11 @@ impl Templates {
                 .env
                 .get_template(&format!("{name}.{part}"))
                 .map_err(|e| Error::invalid_config(format!("template '{name}': {e}")))?;
-            t.render(&ctx).map_err(|e| Error::invalid_argument(format!("template '{name}' ({part}) failed: {e}")))
+            let mut out = Capped(Vec::new());
+            t.render_captured_to(&ctx, &mut out)
+                .map_err(|e| Error::invalid_argument(format!("template '{name}' ({part}) failed: {e}")))?;
+            String::from_utf8(out.0)
+                .map_err(|e| Error::invalid_argument(format!("template '{name}' ({part}) made invalid UTF-8: {e}")))
         };
         let subject = render("subject")?.replace(['\r', '\n'], " ");
         Ok((subject, render("body")?))
@@ -273,4 +353,42 @@ pub(crate) fn active_connections() -> u64 {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Template, preview_email};
+
+    fn preview(subject: &str, body: &str) -> Result<(String, String)> {
+        let mut cfg = AlertConfig::default();
+        cfg.templates.insert("t".into(), Template { subject: subject.into(), body: body.into() });
+        preview_email(&cfg, "t", State::Critical, "memory at 91%", 91.0, None)
+    }
+
+    #[test]
+    fn the_repetition_operator_is_refused_at_construction() {
+        // Regression (fuzz/regressions/alert_template): this render never finished.
+        let e = preview("%e+e+count{{[1]*1}}00m", "{{[1]*22222222222222}}").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
+        assert!(e.message().contains("the '*' operator is not allowed"), "{e}");
+        for src in ["{{ 'a' * 3 }}", "{% set x = [1] *5 %}", "{{ 2 ** 3 }}"] {
+            assert!(uses_repetition(src), "{src}");
+        }
+        for src in ["* {{ level }} *", "{{ '*' }} {{ \"a*b\" }}", "{# a * b #}", "{{ 'it\\'s *' }}"] {
+            assert!(!uses_repetition(src), "{src}");
+        }
+        assert!(preview("* {{ level | upper }} *", "{{ '*' }}").is_ok());
+    }
+
+    #[test]
+    fn runaway_loops_and_huge_output_stop_with_an_error() {
+        let e = preview("s", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")
+            .unwrap_err();
+        assert!(e.message().contains("template 't' (body) failed"), "{e}");
+        let e = preview("s", "{% for i in range(1000) %}{{ range(10000) | join(',') }}{% endfor %}").unwrap_err();
+        assert!(e.message().contains("failed"), "{e}");
+        let e = preview("s", "{{ range(3) | batch(1000000000000000) }}").unwrap_err();
+        assert!(e.message().contains("batch"), "{e}");
+    }
 }

@@ -104,6 +104,13 @@ pub trait Backend {
             format!("pagination 'cursor' is available on PostgreSQL only, not on {}", self.dialect().as_str()),
         ))
     }
+    /// Called before a retry. When the server has closed the connection (the backend was
+    /// killed, the server restarted, the network cut it), opens a new one with the same
+    /// settings so the retry can succeed; a live connection is left alone. Backends that
+    /// cannot reconnect (a host's own connection) do nothing.
+    fn recover(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Estimated rows of `sql` from the planner, when the database offers one cheaply.
     fn estimate_rows(&mut self, sql: &str) -> Result<Option<u64>> {
         let _ = sql;

@@ -49,7 +49,7 @@ impl NativeConnector {
                 let mut cfg: postgres::Config = config.parse().map_err(|e| fail(&e))?;
                 cfg.connect_timeout(self.connect_timeout);
                 let client = cfg.connect(postgres::NoTls).map_err(|e| fail(&e))?;
-                Ok(Box::new(pg::PgBackend::new(client)))
+                Ok(Box::new(pg::PgBackend::new(client).reconnecting(cfg)))
             }
             #[cfg(feature = "mysql")]
             ConnSpec::Mysql { url, .. } => {
@@ -57,8 +57,8 @@ impl NativeConnector {
                 let opts = mysql::OptsBuilder::from_opts(opts)
                     .tcp_connect_timeout(Some(self.connect_timeout))
                     .prefer_socket(false);
-                let conn = mysql::Conn::new(opts).map_err(|e| fail(&e))?;
-                Ok(Box::new(my::MyBackend { conn, mariadb: None }))
+                let conn = mysql::Conn::new(opts.clone()).map_err(|e| fail(&e))?;
+                Ok(Box::new(my::MyBackend { conn, mariadb: None, opts: Some(opts), timeout: None }))
             }
             #[allow(unreachable_patterns)]
             _ => Err(Error::new(
@@ -207,11 +207,21 @@ mod pg {
     pub struct PgBackend {
         client: postgres::Client,
         statements: HashMap<String, (postgres::Statement, Arc<[String]>)>,
+        /// How to open a new connection when the server closed this one (see `recover`).
+        config: Option<postgres::Config>,
+        /// The last `set_timeout`, applied again to a new connection.
+        timeout: Option<Option<Duration>>,
     }
 
     impl PgBackend {
         pub fn new(client: postgres::Client) -> Self {
-            PgBackend { client, statements: HashMap::new() }
+            PgBackend { client, statements: HashMap::new(), config: None, timeout: None }
+        }
+
+        /// Lets `recover` open a new connection with `config`.
+        pub fn reconnecting(mut self, config: postgres::Config) -> Self {
+            self.config = Some(config);
+            self
         }
 
         fn supported(t: &Type) -> bool {
@@ -333,7 +343,21 @@ mod pg {
         fn supports_cursor(&self) -> bool {
             true
         }
+        fn recover(&mut self) -> Result<()> {
+            let Some(config) = &self.config else { return Ok(()) };
+            if !self.client.is_closed() {
+                return Ok(());
+            }
+            self.client = config.connect(postgres::NoTls).map_err(|e| db_error("postgres: reconnecting", e))?;
+            // Prepared statements belong to the old session.
+            self.statements.clear();
+            match self.timeout {
+                Some(t) => self.set_timeout(t),
+                None => Ok(()),
+            }
+        }
         fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+            self.timeout = Some(timeout);
             let ms = timeout.map_or(0, |t| t.as_millis().max(1));
             self.client.batch_execute(&format!("SET statement_timeout = {ms}")).map_err(|e| pg_error(&e))
         }
@@ -398,6 +422,10 @@ mod my {
     pub struct MyBackend {
         pub conn: mysql::Conn,
         pub mariadb: Option<bool>,
+        /// How to open a new connection when the server closed this one (see `recover`).
+        pub opts: Option<mysql::OptsBuilder>,
+        /// The last `set_timeout`, applied again to a new connection.
+        pub timeout: Option<Option<Duration>>,
     }
 
     fn my_error(e: &mysql::Error) -> Error {
@@ -460,7 +488,19 @@ mod my {
         fn param_style(&self) -> ParamStyle {
             ParamStyle::Question
         }
+        fn recover(&mut self) -> Result<()> {
+            let Some(opts) = &self.opts else { return Ok(()) };
+            if self.conn.ping().is_ok() {
+                return Ok(());
+            }
+            self.conn = mysql::Conn::new(opts.clone()).map_err(|e| db_error("mysql: reconnecting", e))?;
+            match self.timeout {
+                Some(t) => self.set_timeout(t),
+                None => Ok(()),
+            }
+        }
         fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+            self.timeout = Some(timeout);
             let secs = timeout.map_or(0.0, |t| t.as_secs_f64());
             // MariaDB knows max_statement_time (seconds); MySQL max_execution_time (ms).
             if self.conn.query_drop(format!("SET SESSION max_statement_time = {secs}")).is_ok() {

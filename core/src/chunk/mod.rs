@@ -711,6 +711,13 @@ fn fetch(
             Err(e) if attempt <= retry_attempts && e.kind() != ErrorKind::InvalidArgument => {
                 retries.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(backoff(retry_delay, attempt));
+                // A connection the server dropped is replaced before the retry; when that fails
+                // too, the retry reports why.
+                if let Err(e) = backend.recover()
+                    && attempt == retry_attempts
+                {
+                    return Err((e, attempt + 1));
+                }
             }
             Err(e) => return Err((e, attempt)),
         }

@@ -401,14 +401,17 @@ fn kill_child() {
     let Ok(url) = std::env::var("MW_KILL_URL") else { return };
     let table = std::env::var("MW_KILL_TABLE").unwrap();
     let log = std::env::var("MW_KILL_LOG").unwrap();
-    let cfg = json!({"chunk_size": 50, "checkpoint": std::env::var("MW_KILL_CKPT").unwrap(), "parallel_chunks": 2});
+    let parallel: u64 = std::env::var("MW_KILL_PARALLEL").ok().and_then(|p| p.parse().ok()).unwrap_or(2);
+    let sleep_ms: u64 = std::env::var("MW_KILL_SLEEP_MS").ok().and_then(|p| p.parse().ok()).unwrap_or(20);
+    let cfg =
+        json!({"chunk_size": 50, "checkpoint": std::env::var("MW_KILL_CKPT").unwrap(), "parallel_chunks": parallel});
     let mut p = ChunkedDatabaseProcessor::open(&url, ChunkConfig::from_json(&cfg).unwrap()).unwrap();
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
     run_collect(&mut p, &format!("SELECT * FROM {table}"), &mut |ids| {
         use std::io::Write;
         let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
         f.write_all(text.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(sleep_ms));
         Ok(())
     })
     .unwrap();
@@ -453,6 +456,167 @@ fn resume_after_kill_9() {
         // At most parallel_chunks (2) chunks of 50 rows are seen again.
         assert!(twice <= 2 * 50, "{}: {twice} rows seen twice", db.url);
         assert!(!ckpt.exists());
+    }
+}
+
+/// `scripts/stress`: 20 (`MW_STRESS_KILLS`) random `kill -9` of a one-worker chunked run over
+/// a checkpoint, each followed by a resume, then a run to the end: no row is lost and each
+/// kill repeats at most the one chunk that was in its callback.
+#[test]
+#[ignore]
+fn stress_random_kill_9_then_resume() {
+    let kills: usize = std::env::var("MW_STRESS_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(20);
+    let rows = 4000u64;
+    for db in databases(rows) {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, ckpt) = (dir.path().join("seen.log"), dir.path().join("run.ckpt"));
+        let spawn = || {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "chunk::tests::kill_child", "--ignored", "--nocapture"])
+                .env("MW_KILL_URL", &db.url)
+                .env("MW_KILL_TABLE", &db.table)
+                .env("MW_KILL_LOG", &log)
+                .env("MW_KILL_CKPT", &ckpt)
+                .env("MW_KILL_PARALLEL", "1")
+                .env("MW_KILL_SLEEP_MS", "2")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let lines = || std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0);
+        // A small xorshift seeded from the clock: where each kill lands varies between runs.
+        let mut rng = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+        let mut done_kills = 0;
+        for _ in 0..kills {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let before = lines();
+            let mut child = spawn();
+            // Wait for 1 to 3 more chunks of progress (or the end), then kill -9.
+            let want = before + 50 * (1 + (rng % 3) as usize);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while lines() < want.min(rows as usize) {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "child made no progress");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_micros(rng % 3000));
+            // Safety: a plain kill(2) of our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let st = child.wait().unwrap();
+            if st.code().is_none() {
+                done_kills += 1;
+            }
+            if !ckpt.exists() && lines() >= rows as usize {
+                break;
+            }
+        }
+        let status = spawn().wait().unwrap();
+        assert!(status.success(), "the final resume finishes");
+        let seen: Vec<i64> = std::fs::read_to_string(&log).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+        let c = counts(&seen);
+        assert_eq!(c.len(), rows as usize, "{}: every row at least once", db.url);
+        let repeated = c.values().map(|&n| n - 1).sum::<usize>();
+        assert!(repeated <= done_kills * 50, "{}: {repeated} repeats after {done_kills} kills", db.url);
+        println!(
+            "{}: {done_kills} kill -9, {rows} rows all seen, {repeated} rows seen again (limit {})",
+            db.url,
+            done_kills * 50
+        );
+        assert!(!ckpt.exists());
+    }
+}
+
+/// Runs `sql` on the writer and returns the first column of every row as text.
+fn column(db: &mut Db, sql: &str) -> Vec<String> {
+    let b = db.writer.query(sql, &[], None, true).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    b.iter_rows()
+        .map(|r| match &r[0] {
+            Value::Int(i) => i.to_string(),
+            Value::Text(t) => t.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// The server drops the processor's connection while it runs (PostgreSQL:
+/// `pg_terminate_backend` from a second connection; MariaDB: `KILL`): the chunk is retried on a
+/// new connection and no row is lost or repeated. The processor connects as a user of its own,
+/// so only its sessions are killed.
+#[test]
+fn a_connection_dropped_mid_run_is_replaced_and_no_row_is_lost() {
+    for mut db in databases(1000) {
+        if db.url.starts_with("sqlite") {
+            continue; // no server to drop the connection
+        }
+        let pg = db.url.starts_with("postgres");
+        let user = unique("mw_killed");
+        if pg {
+            db.exec(&format!("CREATE ROLE {user} LOGIN"));
+            db.exec(&format!("GRANT SELECT ON {} TO {user}", db.table));
+        } else {
+            let schema = column(&mut db, "SELECT DATABASE()").remove(0);
+            for host in ["%", "localhost", "127.0.0.1"] {
+                db.exec(&format!("CREATE USER '{user}'@'{host}'"));
+                db.exec(&format!("GRANT SELECT ON {schema}.* TO '{user}'@'{host}'"));
+            }
+        }
+        let sql = format!("SELECT * FROM {}", db.table);
+        for parallel in [1, 2] {
+            let mut p =
+                db.open(json!({"user": user, "retry_attempts": 3, "retry_delay": 0.01, "parallel_chunks": parallel}));
+            let mut seen = Vec::new();
+            let mut killed = 0;
+            let stats = {
+                let kill = |db: &mut Db| -> usize {
+                    if pg {
+                        column(
+                            db,
+                            &format!(
+                                "SELECT pg_terminate_backend(pid)::int FROM pg_stat_activity WHERE usename = '{user}'"
+                            ),
+                        )
+                        .len()
+                    } else {
+                        let ids =
+                            column(db, &format!("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'"));
+                        for id in &ids {
+                            let _ = db.writer.execute(&format!("KILL CONNECTION {id}"));
+                        }
+                        ids.len()
+                    }
+                };
+                let url = db.url.clone();
+                let db = &mut db;
+                run_collect(&mut p, &sql, &mut |ids| {
+                    seen.extend_from_slice(ids);
+                    // Mid-run, with the processor's connections open: drop them all, twice.
+                    if seen.len() == 300 || seen.len() == 700 {
+                        killed += kill(db);
+                    }
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("{url} (parallel {parallel}): {e}"))
+            };
+            assert!(killed >= 2, "{}: the processor's sessions were found and killed ({killed})", db.url);
+            let c = counts(&seen);
+            assert_eq!(c.len(), 1000, "{} (parallel {parallel}): every row", db.url);
+            assert!(c.values().all(|&n| n == 1), "{} (parallel {parallel}): no row twice", db.url);
+            assert!(stats.retries >= 1, "{}: the dropped connection cost a retry", db.url);
+            assert_eq!(stats.failed_chunks, 0);
+        }
+        if pg {
+            db.exec(&format!("DROP OWNED BY {user}"));
+            db.exec(&format!("DROP ROLE {user}"));
+        } else {
+            for host in ["%", "localhost", "127.0.0.1"] {
+                db.exec(&format!("DROP USER '{user}'@'{host}'"));
+            }
+        }
     }
 }
 
