@@ -57,22 +57,21 @@ fn pick<'a>(r: &ConfigReader<'a>, camel: &str, snake: &str) -> Result<Option<(&'
 }
 
 impl TrackerConfig {
+    /// The keys `from_json` takes: Streamflow's, and their snake_case spellings.
+    pub const KEYS: [&'static str; 9] = [
+        "maxMemoryUsage",
+        "max_memory_usage",
+        "cleanupInterval",
+        "cleanup_interval",
+        "enableAutoCleanup",
+        "enable_auto_cleanup",
+        "thresholds",
+        "resourceTracking",
+        "resource_tracking",
+    ];
+
     pub fn from_json(v: &Value) -> Result<Self> {
-        let r = ConfigReader::new(
-            "ResourceTracker",
-            v,
-            &[
-                "maxMemoryUsage",
-                "max_memory_usage",
-                "cleanupInterval",
-                "cleanup_interval",
-                "enableAutoCleanup",
-                "enable_auto_cleanup",
-                "thresholds",
-                "resourceTracking",
-                "resource_tracking",
-            ],
-        )?;
+        let r = ConfigReader::new("ResourceTracker", v, &Self::KEYS)?;
         let d = TrackerConfig::default();
         let key = |camel: &'static str, snake: &'static str| -> Result<&'static str> {
             Ok(match pick(&r, camel, snake)? {

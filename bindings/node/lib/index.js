@@ -1,4 +1,5 @@
 'use strict'
+const { describeType, jsonSafe } = require('./util.js')
 
 // The idiomatic layer over the generated native loader (../index.js): an EventEmitter,
 // the V8-specific pieces (`source: 'v8-heap'`, the `v8-gc` cleanup hook), MemoryPool /
@@ -41,12 +42,6 @@ function requireFunction (method, arg, fn) {
   if (typeof fn !== 'function') {
     throw new TypeError(`${method}(): '${arg}' must be a function, got ${describeType(fn)}`)
   }
-}
-
-function describeType (v) {
-  if (v === null) return 'null'
-  if (Array.isArray(v)) return 'an array'
-  return typeof v
 }
 
 /** Splits the user's config into the binding's keys and the core's JSON config. */
@@ -1529,18 +1524,6 @@ const ALERT_EVENTS = Object.freeze({
   alert_dropped: 'dropped',
   alert_suppressed: 'suppressed'
 })
-
-/** NaN / Infinity have no JSON form: their text goes to the core, whose message names them. */
-function jsonSafe (v) {
-  if (typeof v === 'number') return Number.isFinite(v) ? v : String(v)
-  if (Array.isArray(v)) return v.map(jsonSafe)
-  if (v !== null && typeof v === 'object') {
-    const out = {}
-    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = jsonSafe(x)
-    return out
-  }
-  return v
-}
 
 function timeoutArg (method, t) {
   if (t === undefined || t === null) return undefined

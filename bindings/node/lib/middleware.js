@@ -1,4 +1,5 @@
 'use strict'
+const { describeType } = require('./util.js')
 
 // memoryTracking(options): the seed's MemoryTrackingMiddleware as an Express/Connect
 // `(req, res, next)` function, and `wrap(handler)` for a plain `http.createServer` handler.
@@ -38,12 +39,6 @@ const DETAILED_KEYS = Object.freeze({
 const CORE_KEYS = new Set(Object.values(OPTION_KEYS))
 const UNMATCHED = 'unmatched'
 const METHOD = 'memoryTracking()'
-
-function describeType (v) {
-  if (v === null) return 'null'
-  if (Array.isArray(v)) return 'an array'
-  return typeof v
-}
 
 /** NaN / Infinity have no JSON form: their text goes to the core, whose message names them. */
 function jsonSafe (v) {

@@ -1,4 +1,5 @@
 'use strict'
+const { describeType } = require('./util.js')
 
 // StreamProcessor: Streamflow's chunked uploads on the core's admit/finish driver. The core
 // decides when a chunk may be read (at most `concurrentStreams` in flight, and the chunk tracker
@@ -12,12 +13,6 @@ const native = require('../index.js')
 
 // Keys handled here and never sent to the core.
 const BINDING_KEYS = ['performanceCallback', 'performance_callback']
-
-function describeType (v) {
-  if (v === null) return 'null'
-  if (Array.isArray(v)) return 'an array'
-  return typeof v
-}
 
 /** Reads up to `n` bytes from a Readable, exactly `n` unless the stream ends; null at the end. */
 class StreamSource {

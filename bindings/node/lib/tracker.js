@@ -1,4 +1,5 @@
 'use strict'
+const { describeType, jsonSafe } = require('./util.js')
 
 // ResourceTracker: Streamflow's resource tracking (seed 004) over core::tracker. The core keeps
 // the resources, statistics, thresholds with hysteresis, oldest-first cleanup and the leak
@@ -13,23 +14,6 @@ const native = require('../index.js')
 const METHOD = 'new ResourceTracker()'
 const HOOK_KEYS = ['onBeforeGC', 'gcCallback']
 const MAX_TIMER_MS = 2 ** 31 - 1
-
-function describeType (v) {
-  if (v === null) return 'null'
-  if (Array.isArray(v)) return 'an array'
-  return typeof v
-}
-
-function jsonSafe (v) {
-  if (typeof v === 'number') return Number.isFinite(v) ? v : String(v)
-  if (Array.isArray(v)) return v.map(jsonSafe)
-  if (v !== null && typeof v === 'object') {
-    const out = {}
-    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = jsonSafe(x)
-    return out
-  }
-  return v
-}
 
 /** Bytes of a Buffer, TypedArray, DataView, (Shared)ArrayBuffer, string or Blob; else 0. */
 function sizeOf (resource) {

@@ -20,17 +20,7 @@ use crate::convert::{config_entries, json_to_py, py_to_json_for, type_name};
 use crate::errors::{capture, config_error, finish, invalid_argument, report, to_pyerr};
 
 const BINDING_KEYS: [&str; 3] = ["gc_callback", "gcCallback", "report_at_exit"];
-const CORE_KEYS: [&str; 9] = [
-    "maxMemoryUsage",
-    "max_memory_usage",
-    "cleanupInterval",
-    "cleanup_interval",
-    "enableAutoCleanup",
-    "enable_auto_cleanup",
-    "thresholds",
-    "resourceTracking",
-    "resource_tracking",
-];
+const CORE_KEYS: [&str; 9] = TrackerConfig::KEYS;
 
 /// The Python callables a tracker holds: event listeners, before-GC hooks, the gcCallback.
 #[derive(Default)]

@@ -787,6 +787,8 @@ def analyze(path: _Path) -> Dict[str, Any]:
     """The analysis of an export file: ``samples``, ``duration_s``, ``average_mb``,
     ``min_mb``, ``peak_mb``, ``limit_mb``, ``efficiency_percent``, ``spikes``, ``leak``
     (``slope_mb_per_min``, ``r2``, ``steady``, ``sentence``) or None."""
+
+@final
 class StreamProcessor:
     """Reads a file, a file object or an iterable of bytes in chunks of ``chunk_size`` and calls
     a handler on each, at most ``concurrent_streams`` at once, with every chunk in flight
