@@ -6,8 +6,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
-if [ ! -d node_modules ]; then
-  # `npm ci` fails on this platform (other platforms' optional packages are not served).
+# Install when node_modules is missing or older than the lock file (a dependency was added).
+# `npm ci` fails on this platform (other platforms' optional packages are not served).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm install --no-audit --no-fund
 fi
 

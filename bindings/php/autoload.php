@@ -37,10 +37,12 @@ spl_autoload_register(static function (string $class): void {
         'Memwarden\\MemoryManager' => 'MemoryManager.php',
         'Memwarden\\MemoryPool' => 'MemoryPool.php',
         'Memwarden\\MemoryTrackingMiddleware' => 'MemoryTrackingMiddleware.php',
+        'Memwarden\\Monitor' => 'Monitor.php',
         'Memwarden\\Native' => 'Native.php',
         'Memwarden\\PoolObjects' => 'PoolObjects.php',
         'Memwarden\\ResourceTracker' => 'ResourceTracker.php',
         'Memwarden\\SourcePuller' => 'SourcePuller.php',
+        'Memwarden\\StreamProcessor' => 'StreamProcessor.php',
         'Memwarden\\StreamingIterator' => 'StreamingIterator.php',
         'Memwarden\\TypedMemoryPool' => 'TypedMemoryPool.php',
     ][$class] ?? null;
