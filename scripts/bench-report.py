@@ -67,6 +67,14 @@ def sections(text):
     return out
 
 
+def trim(goal):
+    """A goal quoted from inside parentheses, without the closing one."""
+    goal = goal.strip()
+    while goal.endswith(")") and goal.count(")") > goal.count("("):
+        goal = goal[:-1].rstrip()
+    return goal
+
+
 def cell(s):
     return s.replace("|", "\\|").strip()
 
@@ -92,7 +100,7 @@ def main():
     for title, body in secs:
         ratios = [cell(re.sub(r"\s{2,}", " ", l)) for l in body if RATIO.search(l) and "goal" not in l.lower()]
         ratios += [cell(re.sub(r"\s{2,}", " ", l)) for l in body if RATIO.search(l) and "goal" in l.lower()]
-        goals = sorted({m.group(0) for l in body for m in re.finditer(r"goal[^)\n]*", l, re.I)})
+        goals = sorted({trim(m.group(0)) for l in body for m in re.finditer(r"goal.*$", l, re.I)})
         w(f"| {cell(title)} | {'<br>'.join(ratios) or 'see below'} | {'; '.join(cell(g) for g in goals) or '—'} |\n")
     w("\n## Full output\n")
     for title, body in secs:
