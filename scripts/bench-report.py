@@ -14,6 +14,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 
 RATIO = re.compile(r"(?<![\w.])\d+(?:\.\d+)?x\b")
 
@@ -53,9 +54,20 @@ def machine():
     ]
 
 
+NOISE = re.compile(r"^\s*(Compiling|Finished|Running|Downloaded|Downloading|Updating|Locking|Blocking)\b")
+
+
+def scrub(text):
+    """Build chatter goes; paths of this machine become placeholders."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tmp = tempfile.gettempdir()
+    text = text.replace(root, "<repo>").replace(tmp + "/", "$TMPDIR/")
+    return "\n".join(l for l in text.splitlines() if not NOISE.match(l))
+
+
 def sections(text):
     out, title, body = [], None, []
-    for line in text.splitlines():
+    for line in scrub(text).splitlines():
         if line.startswith("== "):
             if title is not None:
                 out.append((title, body))
