@@ -293,6 +293,14 @@ export declare class NativeRequestTracker {
   /** `config`: the core's keys (`enabled`, `track_peak`, `threshold_mb`, `sample_rate`, ...). */
   constructor(config?: any | undefined | null)
   /**
+   * `{ begin, headers, finish }` as plain functions, the middleware's per-request calls (a
+   * class method costs napi-rs' borrow and identity checks, more than these calls' work).
+   * This `headers(handle)` gives the core's header block (`Name: value` lines, empty for an
+   * unknown handle or with `include_headers` off), or `true` when it is the same block as
+   * its last answer.
+   */
+  fastPaths(): { begin: () => number; headers: (handle: number) => string | true; finish: (handle: number, route: string) => boolean | null }
+  /**
    * Starts measuring a request whose route is not known yet (`end` names it); returns the
    * request's handle, or 0 when disabled or not sampled.
    */

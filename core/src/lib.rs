@@ -37,7 +37,7 @@ pub use iter::{
 pub use manager::{GcReport, ManagerConfig, MemoryManager, Source, State, Usage};
 pub use pool::{Lease, Pool, PoolBuilder, PoolConfig, PoolStats};
 pub use probe::LimitOrigin;
-pub use request::{RequestConfig, RequestReport, RequestToken, RequestTracker};
+pub use request::{HeaderCache, RequestConfig, RequestReport, RequestToken, RequestTracker};
 pub use size::{Size, format_size, parse_size};
 pub use stream::{ChunkFailure, ChunkTicket, StreamChunk, StreamConfig, StreamProcessor};
 pub use tracker::{CleanupReport, ResourceStats, ResourceTracker, TrackerConfig, TrackerEvent};

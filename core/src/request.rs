@@ -244,6 +244,14 @@ struct Analytics {
     overflowed: u64,
 }
 
+/// The last header block of [`RequestTracker::peek_header_block`] and the figures it shows.
+#[derive(Debug, Default, Clone)]
+pub struct HeaderCache {
+    figures: Option<(u64, u64)>,
+    /// `Name: value` lines, each ended by `\n`; empty with `include_headers` off.
+    pub block: String,
+}
+
 /// Measures requests and aggregates them per route template. Share it between threads.
 pub struct RequestTracker {
     cfg: RequestConfig,
@@ -507,6 +515,13 @@ impl RequestTracker {
     /// for headers that must be sent before the request ends (a streamed body). Nothing is
     /// recorded, no handler runs and the request stays in flight; `end` gives the final figures.
     pub fn peek(&self, token: &RequestToken) -> Result<RequestReport> {
+        let mut r = self.figures(token)?;
+        r.route = token.route.clone();
+        Ok(r)
+    }
+
+    /// [`peek`](Self::peek)'s figures without the route (nothing allocated).
+    fn figures(&self, token: &RequestToken) -> Result<RequestReport> {
         let bytes = match self.probe().map(|p| match self.sampler() {
             Some(s) => Ok(s.current.load(Ordering::Acquire)),
             None => p.current_bytes(),
@@ -516,7 +531,28 @@ impl RequestTracker {
         };
         let hwm = self.hwm();
         let peak = if self.cfg.track_peak && hwm > token.start_hwm { hwm } else { 0 };
-        Ok(self.report(token, token.route.clone(), bytes, peak))
+        Ok(self.report(token, String::new(), bytes, peak))
+    }
+
+    /// The header block of a request still in flight (as [`peek`](Self::peek) then
+    /// [`header_block`](Self::header_block)), kept in `cache`: the per-request path of a host
+    /// that sets the headers before the body. The figures change at most once per reading, so
+    /// consecutive requests mostly have the same block; then nothing is formatted and this
+    /// returns false. True when `cache.block` changed.
+    pub fn peek_header_block(&self, token: &RequestToken, cache: &mut HeaderCache) -> Result<bool> {
+        if !self.cfg.include_headers {
+            let changed = cache.figures.take().is_some() || !cache.block.is_empty();
+            cache.block.clear();
+            return Ok(changed);
+        }
+        let r = self.figures(token)?;
+        if cache.figures == Some((r.end_bytes, r.peak_bytes)) {
+            return Ok(false);
+        }
+        cache.figures = Some((r.end_bytes, r.peak_bytes));
+        cache.block.clear();
+        self.write_header_block(&r, &mut cache.block);
+        Ok(true)
     }
 
     fn report(&self, t: &RequestToken, route: String, end_bytes: u64, peak: u64) -> RequestReport {
@@ -652,12 +688,17 @@ impl RequestTracker {
         if !self.cfg.include_headers {
             return Vec::new();
         }
+        self.header_values(r).into_iter().map(|(name, v)| (name, format!("{v:.1}"))).collect()
+    }
+
+    /// The four headers' names and values, unformatted.
+    fn header_values(&self, r: &RequestReport) -> [(&'static str, f64); 4] {
         let eff = if r.peak_bytes == 0 { 100.0 } else { r.end_bytes as f64 / r.peak_bytes as f64 * 100.0 };
-        vec![
-            ("X-Memory-Usage", format!("{:.1}", r.end_bytes as f64 / MIB)),
-            ("X-Memory-Peak", format!("{:.1}", r.peak_bytes as f64 / MIB)),
-            ("X-Memory-Limit", format!("{:.1}", self.limit_bytes as f64 / MIB)),
-            ("X-Memory-Efficiency", format!("{eff:.1}")),
+        [
+            ("X-Memory-Usage", r.end_bytes as f64 / MIB),
+            ("X-Memory-Peak", r.peak_bytes as f64 / MIB),
+            ("X-Memory-Limit", self.limit_bytes as f64 / MIB),
+            ("X-Memory-Efficiency", eff),
         ]
     }
 
@@ -666,13 +707,18 @@ impl RequestTracker {
     /// `include_headers` is false. At most [`HEADER_BLOCK_MAX`] bytes.
     pub fn header_block(&self, r: &RequestReport) -> String {
         let mut s = String::with_capacity(112);
-        for (name, value) in self.headers(r) {
-            s.push_str(name);
-            s.push_str(": ");
-            s.push_str(&value);
-            s.push('\n');
+        if self.cfg.include_headers {
+            self.write_header_block(r, &mut s);
         }
         s
+    }
+
+    fn write_header_block(&self, r: &RequestReport, out: &mut String) {
+        use std::fmt::Write;
+        for (name, v) in self.header_values(r) {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "{name}: {v:.1}");
+        }
     }
 
     /// Requests begun and not yet ended.
@@ -930,6 +976,44 @@ mod tests {
         let huge = RequestReport { end_bytes: u64::MAX, peak_bytes: u64::MAX, ..r };
         let t = tracker(json!({"memory_limit": u64::MAX}));
         assert!(t.header_block(&huge).len() <= HEADER_BLOCK_MAX, "{}", t.header_block(&huge));
+    }
+
+    #[test]
+    fn peek_header_block_is_the_block_of_peek() {
+        let t = tracker(json!({"memory_limit": "128M", "sampler_interval_ms": 0}));
+        let k = t.begin("GET /").unwrap().unwrap();
+        let mut cache = HeaderCache { figures: None, block: String::from("left over") };
+        assert!(t.peek_header_block(&k, &mut cache).unwrap(), "the first block is new");
+        let out = cache.block.clone();
+        let r = t.peek(&k).unwrap();
+        // The process may move between the two readings: compare the shape and the limit.
+        let names: Vec<&str> = out.lines().map(|l| l.split(": ").next().unwrap()).collect();
+        assert_eq!(names, ["X-Memory-Usage", "X-Memory-Peak", "X-Memory-Limit", "X-Memory-Efficiency"]);
+        assert!(out.contains("X-Memory-Limit: 128.0\n"), "{out}");
+        assert_eq!(out.lines().count(), t.header_block(&r).lines().count());
+        assert_eq!(t.in_flight(), 1, "peeking ends nothing");
+        // The same figures (a sampler that reads once a minute): the block is kept, nothing
+        // formatted.
+        let slow = tracker(json!({"memory_limit": "128M", "sampler_interval_ms": 60000}));
+        let k1 = slow.begin("GET /").unwrap().unwrap();
+        let mut c = HeaderCache::default();
+        assert!(slow.peek_header_block(&k1, &mut c).unwrap());
+        let first = c.block.clone();
+        c.block.push_str("marker");
+        assert!(!slow.peek_header_block(&k1, &mut c).unwrap(), "unchanged figures, unchanged block");
+        assert!(c.block.ends_with("marker"), "not rewritten");
+        // Other figures: a new block.
+        let mut c2 = HeaderCache { figures: Some((1, 1)), block: first.clone() };
+        assert!(slow.peek_header_block(&k1, &mut c2).unwrap());
+        assert_eq!(c2.block, first);
+        let off = tracker(json!({"include_headers": false}));
+        let k2 = off.begin_with("GET /", 1).unwrap();
+        assert!(off.peek_header_block(&k2, &mut cache).unwrap(), "cleared");
+        assert_eq!(cache.block, "", "nothing written when include_headers is off");
+        assert!(!off.peek_header_block(&k2, &mut cache).unwrap());
+        t.end(k).unwrap();
+        slow.end(k1).unwrap();
+        off.end_with(k2, 1, 1);
     }
 
     #[test]

@@ -5,8 +5,8 @@ const { describeType } = require('./util.js')
 // `(req, res, next)` function, and `wrap(handler)` for a plain `http.createServer` handler.
 // Measurement, sampling, the high-usage decision, per-route analytics, logging and header
 // values are the core's (core::request); this file hooks them into Node's response life cycle:
-// begin when the request enters, headers when the head is written, end on 'finish' (or 'close'
-// for an aborted response).
+// begin when the request enters, headers when the head is written, end on 'close' (right after
+// 'finish', or alone for an aborted response).
 
 const native = require('../index.js')
 
@@ -142,17 +142,28 @@ class Tracking {
     } catch (e) {
       throw configError(e, written, given)
     }
+    // The per-request calls as plain functions: cheaper than the class's methods.
+    const fast = this.native.fastPaths()
+    this.begin = fast.begin
+    this.headers = fast.headers
+    this.finishFast = fast.finish
     this.enabled = core.enabled !== false
     this.includeHeaders = core.include_headers !== false
     this.routeTemplate = routeTemplate
     this.highUsageHandler = null
     this.analyticsHandler = null
+    this.lastPairs = []
   }
 
-  /** Starts measuring `req`; sets the headers when the head is written, ends on finish/close. */
+  /**
+   * Starts measuring `req`; sets the headers when the head is written; ends on 'close', which
+   * a response emits once, right after 'finish' when it was handed over and alone when the
+   * client went away (one listener: a second 'finish' listener would turn Node's own into an
+   * array that every emit copies).
+   */
   track (req, res) {
     if (!this.enabled) return
-    const handle = this.native.begin()
+    const handle = this.begin()
     if (handle === 0) return
     const tracking = this
     if (this.includeHeaders) {
@@ -163,34 +174,36 @@ class Tracking {
         return writeHead.apply(this, arguments)
       }
     }
-    // 'finish' when the response was handed over; 'close' alone when the client went away.
-    let ended = false
-    const onEnd = () => {
-      if (ended) return
-      ended = true
-      tracking.finish(req, res, handle, !res.writableFinished)
-    }
-    res.on('finish', onEnd)
-    res.on('close', onEnd)
+    res.on('close', () => tracking.finish(req, res, handle, !res.writableFinished))
   }
 
   setHeaders (res, handle, args) {
     let h
     try {
-      h = this.native.headers(handle)
+      h = this.headers(handle)
     } catch (e) {
       // A failed reading never breaks the response.
       this.native.handlerFailed(UNMATCHED, `reading memory for the headers failed: ${describeError(e)}`)
       return
     }
-    if (h.length === 0) return
+    // `true`: the same block as the last answer, whose [name, value, ...] split is kept (the
+    // figures change at most once per reading, so most requests take this path).
+    if (h === '') return // an unknown handle: the cache stays the last block's
+    if (h !== true) {
+      const pairs = []
+      for (const line of h.split('\n')) {
+        const colon = line.indexOf(': ')
+        if (colon > 0) pairs.push(line.slice(0, colon), line.slice(colon + 2))
+      }
+      this.lastPairs = pairs
+    }
+    const pairs = this.lastPairs
     // writeHead(status, [reason], headers): raw header arrays take ours appended.
     const last = args.length > 0 ? args[args.length - 1] : undefined
-    const raw = Array.isArray(last)
-    for (const line of h.split('\n')) {
-      const colon = line.indexOf(':')
-      if (raw) last.push(line.slice(0, colon), line.slice(colon + 1))
-      else res.setHeader(line.slice(0, colon), line.slice(colon + 1))
+    if (Array.isArray(last)) {
+      for (let i = 0; i < pairs.length; i++) last.push(pairs[i])
+    } else {
+      for (let i = 0; i < pairs.length; i += 2) res.setHeader(pairs[i], pairs[i + 1])
     }
   }
 
@@ -211,7 +224,7 @@ class Tracking {
     let report
     try {
       if (this.highUsageHandler === null && this.analyticsHandler === null) {
-        this.native.finish(handle, route) // nobody wants the report: none is built
+        this.finishFast(handle, route) // nobody wants the report: none is built
         return
       }
       report = this.native.end(handle, route)

@@ -12,7 +12,6 @@
 //! that needs them (factories call back into `get` for their dependencies; the core tracks
 //! the chain on the thread).
 
-use std::ffi::{CStr, c_char, c_void};
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,21 +22,8 @@ use napi::{Env, sys};
 use napi_derive::napi;
 use serde_json::Value;
 
+use crate::fast::{self, js_i32, js_u32};
 use crate::{CoreResult, JsCallback, guarded, invalid_argument, keep_alive, normalize_numbers, to_json, type_error};
-
-fn js_i32(env: sys::napi_env, v: i32) -> sys::napi_value {
-    let mut out = ptr::null_mut();
-    // Safety: plain value creation in the live env of the current call.
-    unsafe { sys::napi_create_int32(env, v, &mut out) };
-    out
-}
-
-fn js_u32(env: sys::napi_env, v: u32) -> sys::napi_value {
-    let mut out = ptr::null_mut();
-    // Safety: as above.
-    unsafe { sys::napi_create_uint32(env, v, &mut out) };
-    out
-}
 
 struct ContainerCore {
     container: Container<u32>,
@@ -144,32 +130,8 @@ impl NativeLazyContainer {
     /// borrow and identity checks, several times the lookup itself).
     #[napi(ts_return_type = "{ get: (name: string) => number }")]
     pub fn fast_paths(&self, env: Env) -> Result<Object<'_>> {
-        let raw = env.raw();
-        let mut obj = ptr::null_mut();
-        // Safety: plain object creation in the env of this call.
-        check_status!(unsafe { sys::napi_create_object(raw, &mut obj) })?;
-        let name: &CStr = c"get";
-        let data = Arc::into_raw(self.core.clone()) as *mut c_void;
-        let mut f = ptr::null_mut();
-        // Safety: `data` is an `Arc<ContainerCore>` the function owns; the finalizer added
-        // right after releases it when the function is collected.
-        unsafe {
-            let st = sys::napi_create_function(
-                raw,
-                name.as_ptr(),
-                name.count_bytes() as isize,
-                Some(fast_get),
-                data,
-                &mut f,
-            );
-            if st != sys::Status::napi_ok {
-                drop(Arc::from_raw(data as *const ContainerCore));
-                return Err(napi::Error::new(Status::GenericFailure, "cannot create the container's functions"));
-            }
-            check_status!(sys::napi_add_finalizer(raw, f, data, Some(drop_core), ptr::null_mut(), ptr::null_mut()))?;
-            check_status!(sys::napi_set_named_property(raw, obj, name.as_ptr(), f))?;
-        }
-        Ok(Object::from_raw(raw, obj))
+        let obj = fast::functions(&env, &self.core, "the container's functions", &[(c"get", Some(fast_get))])?;
+        Ok(Object::from_raw(env.raw(), obj))
     }
 
     /// The ids of every service tagged `tag`, in registration order.
@@ -276,49 +238,19 @@ impl NativeScope {
 // ---- fast path -------------------------------------------------------------------------
 
 unsafe extern "C" fn fast_get(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let mut argc = 1usize;
-    let mut argv = [ptr::null_mut(); 1];
-    let mut data = ptr::null_mut();
-    // Safety: this is the callback of the `get` function made by `fast_paths`, whose data is a
-    // live `Arc<ContainerCore>`; with argc 1, argv[0] is `undefined` when not passed.
-    let core = unsafe {
-        sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data);
-        &*(data as *const ContainerCore)
-    };
+    // Safety: this is the callback of the `get` function made by `fast_paths`, whose data is
+    // an `Arc<ContainerCore>`.
+    let (core, [name], _) = unsafe { fast::args::<ContainerCore, 1>(env, info) };
     let e = Env::from_raw(env);
     // Short names are read into a stack buffer: no allocation on the hot path.
-    let mut buf = [0u8; 128];
-    let mut len = 0usize;
-    // Safety: `argv[0]` is a live argument (the JS layer passes strings only); the buffer
-    // holds `buf.len()` bytes including the terminating NUL.
-    let st = unsafe {
-        sys::napi_get_value_string_utf8(env, argv[0], buf.as_mut_ptr().cast::<c_char>(), buf.len(), &mut len)
-    };
-    if st != sys::Status::napi_ok {
+    let (mut buf, mut owned) = ([0u8; 256], String::new());
+    let Some(name) = fast::str_arg(env, name, &mut buf, &mut owned) else {
         let _ = type_error(&e, "LazyContainer.get(): 'name' must be a string");
         return ptr::null_mut();
-    }
-    let owned;
-    let name: &str = if len < buf.len() - 1 {
-        // Safety: napi wrote valid UTF-8 (it never splits a character).
-        unsafe { std::str::from_utf8_unchecked(&buf[..len]) }
-    } else {
-        // Possibly truncated: read it in full.
-        // Safety: as above; a string value.
-        owned = match unsafe { String::from_napi_value(env, argv[0]) } {
-            Ok(s) => s,
-            Err(_) => return ptr::null_mut(),
-        };
-        &owned
     };
     match guarded(&e, || core.container.get(name)) {
         Ok(id) => js_i32(env, id as i32),
         // The exception is pending already.
         Err(_) => ptr::null_mut(),
     }
-}
-
-unsafe extern "C" fn drop_core(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-    // Safety: `data` is the `Arc<ContainerCore>` given to the function this finalizer belongs to.
-    drop(unsafe { Arc::from_raw(data as *const ContainerCore) });
 }

@@ -30,6 +30,7 @@ mod alert;
 mod bridge;
 mod chunk;
 mod container;
+mod fast;
 mod iter;
 mod monitor;
 mod pool;

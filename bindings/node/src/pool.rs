@@ -13,7 +13,7 @@
 //! The core releases by lease id. This class remembers the lease of every object out of the
 //! pool, by object id, so that `release(id)` is one native call with no allocation.
 
-use std::ffi::{CStr, c_void};
+use std::ffi::CStr;
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,7 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use crate::fast::{self, js_i32, js_u32};
 use crate::{
     CoreResult, JsCallback, claim_pending_js_error, core_error_value, guarded, guarded_with, invalid_argument,
     keep_alive, normalize_numbers, throw_core, to_json, type_error,
@@ -72,20 +73,6 @@ impl PoolCtx {
             Err(CoreError::new(ErrorKind::Closed, "MemoryPool: the pool's JavaScript object was collected"))
         }
     }
-}
-
-fn js_u32(env: sys::napi_env, v: u32) -> sys::napi_value {
-    let mut out = std::ptr::null_mut();
-    // Safety: plain value creation in the live env of the current call.
-    unsafe { sys::napi_create_uint32(env, v, &mut out) };
-    out
-}
-
-fn js_i32(env: sys::napi_env, v: i32) -> sys::napi_value {
-    let mut out = std::ptr::null_mut();
-    // Safety: as above.
-    unsafe { sys::napi_create_int32(env, v, &mut out) };
-    out
 }
 
 fn js_f64(env: sys::napi_env, v: f64) -> sys::napi_value {
@@ -238,38 +225,13 @@ impl NativeMemoryPool {
         ts_return_type = "{ acquire: (label?: string) => number; tryAcquire: (label?: string) => number; release: (id: number) => void }"
     )]
     pub fn fast_paths(&self, env: Env) -> Result<Object<'_>> {
-        let raw = env.raw();
-        let mut obj = ptr::null_mut();
-        // Safety: plain object creation in the env of this call.
-        check_status!(unsafe { sys::napi_create_object(raw, &mut obj) })?;
         let fns: [(&CStr, sys::napi_callback); 3] = [
             (c"acquire", Some(fast_acquire)),
             (c"tryAcquire", Some(fast_try_acquire)),
             (c"release", Some(fast_release)),
         ];
-        for (name, cb) in fns {
-            let data = Arc::into_raw(self.core.clone()) as *mut c_void;
-            let mut f = ptr::null_mut();
-            // Safety: `data` is an `Arc<PoolCore>` the function owns; the finalizer added right
-            // after releases it when the function is collected.
-            unsafe {
-                let st = sys::napi_create_function(raw, name.as_ptr(), name.count_bytes() as isize, cb, data, &mut f);
-                if st != sys::Status::napi_ok {
-                    drop(Arc::from_raw(data as *const PoolCore));
-                    return Err(napi::Error::new(Status::GenericFailure, "cannot create the pool's functions"));
-                }
-                check_status!(sys::napi_add_finalizer(
-                    raw,
-                    f,
-                    data,
-                    Some(drop_core),
-                    ptr::null_mut(),
-                    ptr::null_mut()
-                ))?;
-                check_status!(sys::napi_set_named_property(raw, obj, name.as_ptr(), f))?;
-            }
-        }
-        Ok(Object::from_raw(raw, obj))
+        let obj = fast::functions(&env, &self.core, "the pool's functions", &fns)?;
+        Ok(Object::from_raw(env.raw(), obj))
     }
 
     /// Queues an acquire: `settle(id)` when an object is handed over, `settle(error)` when the
@@ -422,17 +384,11 @@ impl PoolCore {
 
 /// The first argument (null when none was passed) and the function's `PoolCore`.
 ///
-/// Safety: `info` is the callback info of a call of a function made by `fast_paths`, whose
-/// data is a live `Arc<PoolCore>` (released only by the function's finalizer).
+/// Safety: `info` is the callback info of a call of a function made by `fast_paths`.
 unsafe fn fast_args<'a>(env: sys::napi_env, info: sys::napi_callback_info) -> (&'a PoolCore, sys::napi_value) {
-    let mut argc = 1usize;
-    let mut argv = [ptr::null_mut(); 1];
-    let mut data = ptr::null_mut();
-    // Safety: per the function's contract; with argc 1, argv[0] is `undefined` when not passed.
-    unsafe {
-        sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data);
-        (&*(data as *const PoolCore), if argc == 0 { ptr::null_mut() } else { argv[0] })
-    }
+    // Safety: per the contract, the function's data is an `Arc<PoolCore>`.
+    let (core, [arg], argc) = unsafe { fast::args::<PoolCore, 1>(env, info) };
+    (core, if argc == 0 { ptr::null_mut() } else { arg })
 }
 
 /// A string argument, `None` for anything else (the JS layer checks types).
@@ -487,11 +443,6 @@ unsafe extern "C" fn fast_release(env: sys::napi_env, info: sys::napi_callback_i
     }
     let _ = core.release(&Env::from_raw(env), id);
     ptr::null_mut()
-}
-
-unsafe extern "C" fn drop_core(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-    // Safety: `data` is the `Arc<PoolCore>` given to the function this finalizer belongs to.
-    drop(unsafe { Arc::from_raw(data as *const PoolCore) });
 }
 
 impl Drop for NativeMemoryPool {

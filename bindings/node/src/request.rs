@@ -7,15 +7,18 @@
 //! throws it reports the failure with `handlerFailed`, and the core logs and counts it.
 
 use std::collections::HashMap;
+use std::ffi::CStr;
+use std::sync::Arc;
 
-use memwarden_core::request::{RequestReport as CoreReport, RequestToken, RequestTracker};
-use napi::Env;
+use memwarden_core::request::{HeaderCache, RequestReport as CoreReport, RequestToken, RequestTracker};
 use napi::bindgen_prelude::*;
+use napi::{Env, sys};
 use napi_derive::napi;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::{guarded, normalize_numbers};
+use crate::fast;
+use crate::{CoreResult, guarded, normalize_numbers, type_error};
 
 /// One measured request; sizes in bytes, MiB figures as the seed's headers give them.
 #[napi(object)]
@@ -52,30 +55,20 @@ const UNMATCHED: &str = "unmatched";
 struct Tokens {
     next: u32,
     live: HashMap<u32, RequestToken>,
+    /// The last header block the plain `headers` function handed over.
+    last_block: HeaderCache,
 }
 
-/// The native request tracker. Use `memoryTracking()` from `lib/index.js`.
-#[napi(js_name = "NativeRequestTracker")]
-pub struct NativeRequestTracker {
+/// What the class and its plain functions share.
+struct ReqCore {
     inner: RequestTracker,
     tokens: Mutex<Tokens>,
 }
 
-#[napi]
-impl NativeRequestTracker {
-    /// `config`: the core's keys (`enabled`, `track_peak`, `threshold_mb`, `sample_rate`, ...).
-    #[napi(constructor)]
-    pub fn new(env: Env, config: Option<Value>) -> Result<Self> {
-        let cfg = normalize_numbers(config.unwrap_or(Value::Null));
-        let inner = guarded(&env, || RequestTracker::from_json(&cfg))?;
-        Ok(NativeRequestTracker { inner, tokens: Mutex::new(Tokens { next: 0, live: HashMap::new() }) })
-    }
-
-    /// Starts measuring a request whose route is not known yet (`end` names it); returns the
-    /// request's handle, or 0 when disabled or not sampled.
-    #[napi]
-    pub fn begin(&self, env: Env) -> Result<u32> {
-        let Some(token) = guarded(&env, || self.inner.begin(UNMATCHED))? else { return Ok(0) };
+impl ReqCore {
+    /// A new request's handle, 0 when disabled or not sampled.
+    fn begin(&self) -> CoreResult<u32> {
+        let Some(token) = self.inner.begin(UNMATCHED)? else { return Ok(0) };
         let mut t = self.tokens.lock();
         loop {
             t.next = t.next.wrapping_add(1).max(1);
@@ -87,13 +80,11 @@ impl NativeRequestTracker {
         }
     }
 
-    /// The headers so far as one string of `name:value` lines (one JS string is much cheaper
-    /// to hand over than eight); empty when `include_headers` is off or the handle is unknown.
-    #[napi]
-    pub fn headers(&self, env: Env, handle: u32) -> Result<String> {
+    /// The headers so far as `name:value` lines; empty for an unknown handle.
+    fn headers(&self, handle: u32) -> CoreResult<String> {
         let t = self.tokens.lock();
         let Some(token) = t.live.get(&handle) else { return Ok(String::new()) };
-        let report = guarded(&env, || self.inner.peek(token))?;
+        let report = self.inner.peek(token)?;
         drop(t);
         let mut out = String::with_capacity(96);
         for (k, v) in self.inner.headers(&report) {
@@ -107,45 +98,155 @@ impl NativeRequestTracker {
         Ok(out)
     }
 
+    /// The header block (`Name: value\n` lines, the core's) of a request in flight, or
+    /// `None` when it is the same as the last block this returned: the figures change at
+    /// most once per reading, so consecutive requests mostly send the same block, whose split
+    /// the JS layer keeps.
+    fn header_block_if_changed(&self, handle: u32) -> CoreResult<Option<String>> {
+        let mut guard = self.tokens.lock();
+        let t = &mut *guard;
+        let Some(token) = t.live.get(&handle) else { return Ok(Some(String::new())) };
+        if self.inner.peek_header_block(token, &mut t.last_block)? {
+            return Ok(Some(t.last_block.block.clone()));
+        }
+        Ok(None)
+    }
+
+    /// Ends the request under `route`; `None` for an unknown or already ended handle.
+    fn end(&self, handle: u32, route: &str) -> CoreResult<Option<CoreReport>> {
+        let Some(mut token) = self.tokens.lock().live.remove(&handle) else { return Ok(None) };
+        token.set_route(route);
+        self.inner.end(token).map(Some)
+    }
+}
+
+/// The native request tracker. Use `memoryTracking()` from `lib/index.js`.
+#[napi(js_name = "NativeRequestTracker")]
+pub struct NativeRequestTracker {
+    core: Arc<ReqCore>,
+}
+
+#[napi]
+impl NativeRequestTracker {
+    /// `config`: the core's keys (`enabled`, `track_peak`, `threshold_mb`, `sample_rate`, ...).
+    #[napi(constructor)]
+    pub fn new(env: Env, config: Option<Value>) -> Result<Self> {
+        let cfg = normalize_numbers(config.unwrap_or(Value::Null));
+        let inner = guarded(&env, || RequestTracker::from_json(&cfg))?;
+        let tokens = Mutex::new(Tokens { next: 0, live: HashMap::new(), last_block: HeaderCache::default() });
+        Ok(NativeRequestTracker { core: Arc::new(ReqCore { inner, tokens }) })
+    }
+
+    /// `{ begin, headers, finish }` as plain functions, the middleware's per-request calls (a
+    /// class method costs napi-rs' borrow and identity checks, more than these calls' work).
+    /// This `headers(handle)` gives the core's header block (`Name: value` lines, empty for an
+    /// unknown handle or with `include_headers` off), or `true` when it is the same block as
+    /// its last answer.
+    #[napi(
+        ts_return_type = "{ begin: () => number; headers: (handle: number) => string | true; finish: (handle: number, route: string) => boolean | null }"
+    )]
+    pub fn fast_paths(&self, env: Env) -> Result<Object<'_>> {
+        let fns: [(&CStr, sys::napi_callback); 3] =
+            [(c"begin", Some(fast_begin)), (c"headers", Some(fast_headers)), (c"finish", Some(fast_finish))];
+        let obj = fast::functions(&env, &self.core, "the request tracker's functions", &fns)?;
+        Ok(Object::from_raw(env.raw(), obj))
+    }
+
+    /// Starts measuring a request whose route is not known yet (`end` names it); returns the
+    /// request's handle, or 0 when disabled or not sampled.
+    #[napi]
+    pub fn begin(&self, env: Env) -> Result<u32> {
+        guarded(&env, || self.core.begin())
+    }
+
+    /// The headers so far as one string of `name:value` lines (one JS string is much cheaper
+    /// to hand over than eight); empty when `include_headers` is off or the handle is unknown.
+    #[napi]
+    pub fn headers(&self, env: Env, handle: u32) -> Result<String> {
+        guarded(&env, || self.core.headers(handle))
+    }
+
     /// Ends the request under `route` (the template known by now): records it in the
     /// analytics, logs it when high-usage. `null` for an unknown or already ended handle.
     #[napi]
     pub fn end(&self, env: Env, handle: u32, route: String) -> Result<Option<RequestReport>> {
-        let Some(mut token) = self.tokens.lock().live.remove(&handle) else { return Ok(None) };
-        token.set_route(&route);
-        guarded(&env, || self.inner.end(token)).map(|r| Some(r.into()))
+        guarded(&env, || self.core.end(handle, &route)).map(|r| r.map(Into::into))
     }
 
     /// As `end` without building the report (no handler wants it): whether it was high-usage;
     /// `null` for an unknown or already ended handle.
     #[napi]
     pub fn finish(&self, env: Env, handle: u32, route: String) -> Result<Option<bool>> {
-        let Some(mut token) = self.tokens.lock().live.remove(&handle) else { return Ok(None) };
-        token.set_route(&route);
-        guarded(&env, || self.inner.end(token)).map(|r| Some(r.high_usage))
+        guarded(&env, || self.core.end(handle, &route)).map(|r| r.map(|r| r.high_usage))
     }
 
     /// A handler of the JS layer threw for a request of `route`: counted and logged by the core.
     #[napi]
     pub fn handler_failed(&self, route: String, error: String) {
-        self.inner.handler_failed(&route, &error);
+        self.core.inner.handler_failed(&route, &error);
     }
 
     /// Per-route aggregates (see the core's `RequestTracker::analytics`).
     #[napi(ts_return_type = "Record<string, any>")]
     pub fn analytics(&self) -> Value {
-        self.inner.analytics()
+        self.core.inner.analytics()
     }
 
     /// Requests begun and not yet ended.
     #[napi(getter)]
     pub fn in_flight(&self) -> f64 {
-        self.inner.in_flight() as f64
+        self.core.inner.in_flight() as f64
     }
 
     /// `X-Memory-Limit` in bytes.
     #[napi(getter)]
     pub fn limit_bytes(&self) -> f64 {
-        self.inner.limit_bytes() as f64
+        self.core.inner.limit_bytes() as f64
+    }
+}
+
+// ---- fast paths ------------------------------------------------------------------------
+
+/// An `u32` argument; 0 (no request) for anything else.
+fn handle_arg(env: sys::napi_env, v: sys::napi_value) -> u32 {
+    let mut h = 0u32;
+    // Safety: `v` is a live argument; a non-number leaves `h` at 0, an unknown handle.
+    unsafe { sys::napi_get_value_uint32(env, v, &mut h) };
+    h
+}
+
+unsafe extern "C" fn fast_begin(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // Safety: this is the callback of the `begin` function made by `fast_paths`.
+    let (core, [], _) = unsafe { fast::args::<ReqCore, 0>(env, info) };
+    match guarded(&Env::from_raw(env), || core.begin()) {
+        Ok(h) => fast::js_u32(env, h),
+        // The exception is pending already.
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+unsafe extern "C" fn fast_headers(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // Safety: this is the callback of the `headers` function made by `fast_paths`.
+    let (core, [h], _) = unsafe { fast::args::<ReqCore, 1>(env, info) };
+    match guarded(&Env::from_raw(env), || core.header_block_if_changed(handle_arg(env, h))) {
+        Ok(Some(s)) => crate::js_string(env, &s),
+        Ok(None) => fast::js_bool(env, true),
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+unsafe extern "C" fn fast_finish(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // Safety: this is the callback of the `finish` function made by `fast_paths`.
+    let (core, [h, route], _) = unsafe { fast::args::<ReqCore, 2>(env, info) };
+    let e = Env::from_raw(env);
+    let (mut buf, mut owned) = ([0u8; 256], String::new());
+    let Some(route) = fast::str_arg(env, route, &mut buf, &mut owned) else {
+        let _ = type_error(&e, "memoryTracking(): the route must be a string");
+        return std::ptr::null_mut();
+    };
+    match guarded(&e, || core.end(handle_arg(env, h), route)) {
+        Ok(Some(r)) => fast::js_bool(env, r.high_usage),
+        Ok(None) => fast::js_null(env),
+        Err(_) => std::ptr::null_mut(),
     }
 }
