@@ -13,7 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{PyTraverseError, intern};
 use serde_json::{Map, Value};
 
-use memwarden_core::{self as mw, RequestReport, RequestToken, RequestTracker};
+use memwarden_core::{self as mw, HeaderCache, RequestReport, RequestToken, RequestTracker};
 
 use crate::convert::{json_to_py, py_to_json_for, type_name};
 use crate::errors::{run_attached, to_pyerr};
@@ -159,6 +159,16 @@ impl PyRequestReport {
 pub struct PyRequestTracker {
     core: Arc<RequestTracker>,
     handler: Arc<HandlerSlot>,
+    headers: Mutex<HeaderMemo>,
+}
+
+/// The last header block of `response_headers` and its two Python forms, made on demand and
+/// handed out again while the figures stay the same (they change at most once per reading).
+#[derive(Default)]
+struct HeaderMemo {
+    cache: HeaderCache,
+    text: Option<Py<PyTuple>>,
+    raw: Option<Py<PyTuple>>,
 }
 
 fn as_token<'a, 'py>(t: &'a Bound<'py, PyAny>, func: &str) -> PyResult<&'a Bound<'py, PyRequestToken>> {
@@ -253,7 +263,11 @@ impl PyRequestTracker {
             }
         }
         let core = RequestTracker::from_json(&Value::Object(cfg)).map_err(|e| to_pyerr(py, e, None))?;
-        Ok(PyRequestTracker { core: Arc::new(core), handler: Arc::new(HandlerSlot::default()) })
+        Ok(PyRequestTracker {
+            core: Arc::new(core),
+            handler: Arc::new(HandlerSlot::default()),
+            headers: Mutex::new(HeaderMemo::default()),
+        })
     }
 
     /// ``enabled`` as configured.
@@ -315,6 +329,50 @@ impl PyRequestTracker {
             guard.as_ref().ok_or_else(|| crate::errors::invalid_argument(py, "snapshot(): the request has ended"))?;
         let r = run_attached(py, || self.core.peek(t))?;
         Ok(PyRequestReport::new(r, false))
+    }
+
+    /// The response headers of a request still in flight, as ``snapshot`` then ``headers``
+    /// give them, in one call: a tuple of ``(str, str)`` pairs, or with ``raw=True`` of
+    /// lower-case ``(bytes, bytes)`` pairs. While the figures stay the same (they change at
+    /// most once per reading) the same tuple is returned. Empty with ``include_headers=False``;
+    /// ``ValueError`` for a token that has ended.
+    #[pyo3(signature = (token, raw = false))]
+    fn response_headers<'py>(
+        &self,
+        py: Python<'py>,
+        token: &Bound<'py, PyAny>,
+        raw: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let token = as_token(token, "response_headers")?.get();
+        let guard = token.token.lock();
+        let t = guard
+            .as_ref()
+            .ok_or_else(|| crate::errors::invalid_argument(py, "response_headers(): the request has ended"))?;
+        let mut memo = self.headers.lock();
+        let m = &mut *memo;
+        if run_attached(py, || self.core.peek_header_block(t, &mut m.cache))? {
+            m.text = None;
+            m.raw = None;
+        }
+        let slot = if raw { &mut m.raw } else { &mut m.text };
+        if let Some(tuple) = slot {
+            return Ok(tuple.bind(py).clone());
+        }
+        let mut pairs = Vec::with_capacity(4);
+        for line in m.cache.block.lines() {
+            let Some((name, value)) = line.split_once(": ") else { continue };
+            pairs.push(if raw {
+                PyTuple::new(
+                    py,
+                    [PyBytes::new(py, name.to_ascii_lowercase().as_bytes()), PyBytes::new(py, value.as_bytes())],
+                )?
+            } else {
+                PyTuple::new(py, [PyString::new(py, name), PyString::new(py, value)])?
+            });
+        }
+        let tuple = PyTuple::new(py, pairs)?;
+        *slot = Some(tuple.clone().unbind());
+        Ok(tuple)
     }
 
     /// Ends a request: reads memory, records it in the analytics and, when it is high-usage,

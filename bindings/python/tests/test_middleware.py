@@ -471,3 +471,35 @@ def test_asgi_app_that_fails_still_ends_the_request():
         asyncio.run(app({"type": "http", "method": "POST", "path": "/x", "headers": []}, receive, send))
     assert app.tracker.in_flight == 0
     assert app.analytics()["routes"]["POST /x"]["count"] == 1
+
+
+# ---- RequestTracker.response_headers: the middleware's per-request header call ------------
+
+
+def test_response_headers_match_snapshot_and_are_reused_while_unchanged():
+    from memwarden import InvalidArgumentError, RequestTracker
+
+    # A sampler that reads once a minute: the figures cannot move during the test.
+    t = RequestTracker(memory_limit="128M", sampler_interval_ms=60000)
+    token = t.begin("GET /x")
+    first = t.response_headers(token)
+    assert first == tuple(t.headers(t.snapshot(token)))
+    assert [name for name, _ in first] == ["X-Memory-Usage", "X-Memory-Peak", "X-Memory-Limit", "X-Memory-Efficiency"]
+    assert dict(first)["X-Memory-Limit"] == "128.0"
+    assert t.response_headers(token) is first, "unchanged figures give the same tuple"
+    raw = t.response_headers(token, raw=True)
+    assert raw == tuple(t.headers(t.snapshot(token), raw=True))
+    assert raw[0][0] == b"x-memory-usage" and isinstance(raw[0][1], bytes)
+    assert t.response_headers(token, True) is raw
+    other = t.begin("GET /y")
+    assert t.response_headers(other) is first, "another request with the same figures"
+    t.end(token)
+    t.end(other)
+    with pytest.raises(InvalidArgumentError, match="response_headers\\(\\): the request has ended"):
+        t.response_headers(token)
+    with pytest.raises(TypeError, match="'token' must be a RequestToken"):
+        t.response_headers("not a token")
+    off = RequestTracker(include_headers=False)
+    k = off.begin("GET /")
+    assert off.response_headers(k) == ()
+    off.end(k)

@@ -649,6 +649,12 @@ class RequestTracker:
     def snapshot(self, token: RequestToken) -> RequestReport:
         """The figures so far of a request still in flight, for headers sent before the body
         ends; records nothing. ``InvalidArgumentError`` for a token that has ended."""
+    def response_headers(self, token: RequestToken, raw: bool = False) -> Tuple[Tuple[Any, Any], ...]:
+        """The response headers of a request still in flight (``snapshot`` then ``headers``
+        in one call): ``(str, str)`` pairs, or with ``raw=True`` lower-case ``(bytes, bytes)``
+        pairs. While the figures stay the same (they change at most once per reading) the same
+        tuple is returned. Empty with ``include_headers=False``; ``InvalidArgumentError`` for a
+        token that has ended."""
     def end(
         self, token: RequestToken, request: Any = None, route: Optional[str] = None
     ) -> Optional[RequestReport]:

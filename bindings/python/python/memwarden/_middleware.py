@@ -83,8 +83,8 @@ class MiddlewareBase:
 
     # -- per request --------------------------------------------------------------------------
 
-    def _headers(self, token: RequestToken, raw: bool) -> List[Tuple[Any, Any]]:
-        return self.tracker.headers(self.tracker.snapshot(token), raw)  # type: ignore[no-any-return]
+    def _headers(self, token: RequestToken, raw: bool) -> Tuple[Tuple[Any, Any], ...]:
+        return self.tracker.response_headers(token, raw)  # type: ignore[no-any-return]
 
     def _alloc_begin(self) -> Tuple[int, Any]:
         if not tracemalloc.is_tracing():

@@ -81,7 +81,7 @@ class MemoryTrackingMiddleware(MiddlewareBase):
                     try:
                         extra = self._headers(token, True)
                     except Exception:  # a failed reading must not break the response
-                        extra = []
+                        extra = ()
                     message["headers"] = [*message.get("headers", ()), *extra]
             elif kind == "http.response.body" and not message.get("more_body", False):
                 await send(message)
