@@ -345,7 +345,10 @@ mod pg {
         }
         fn recover(&mut self) -> Result<()> {
             let Some(config) = &self.config else { return Ok(()) };
-            if !self.client.is_closed() {
+            // `is_closed` turns true only once the client has read the end of the stream,
+            // which can come after the error that brought us here (a terminated backend's
+            // FATAL arrives first): ask the server, as the MySQL backend pings.
+            if !self.client.is_closed() && self.client.is_valid(Duration::from_secs(5)).is_ok() {
                 return Ok(());
             }
             self.client = config.connect(postgres::NoTls).map_err(|e| db_error("postgres: reconnecting", e))?;
