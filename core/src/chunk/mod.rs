@@ -724,6 +724,29 @@ fn fetch(
     }
 }
 
+/// A new connection for a parallel worker, with `retry_attempts` retries and backoff; the
+/// last error and the attempts made when none could be made.
+fn connect_retrying(
+    connector: &NativeConnector,
+    timeout: Option<Duration>,
+    retry_attempts: u32,
+    retry_delay: Duration,
+    retries: &AtomicUsize,
+) -> std::result::Result<Box<dyn Backend + Send>, (Error, u32)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match connector.connect().and_then(|mut b| b.set_timeout(timeout).map(|_| b)) {
+            Ok(b) => return Ok(b),
+            Err(_) if attempt <= retry_attempts => {
+                retries.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(backoff(retry_delay, attempt));
+            }
+            Err(e) => return Err((e, attempt)),
+        }
+    }
+}
+
 impl Run<'_> {
     fn resolve_total(&mut self) -> Result<()> {
         if let Some(h) = self.pending_total.take() {
@@ -836,16 +859,20 @@ impl Run<'_> {
                     let mut own;
                     let backend: &mut dyn Backend = match lent {
                         Some(m) => m.as_mut(),
-                        None => match connector.connect().and_then(|mut b| b.set_timeout(timeout).map(|_| b)) {
-                            Ok(b) => {
-                                own = b;
-                                own.as_mut()
+                        // A connection refused or dropped while it is made (a restarting
+                        // server, a killed session) is retried as a failed chunk is.
+                        None => {
+                            match connect_retrying(connector, timeout, cfg.retry_attempts, cfg.retry_delay, retries) {
+                                Ok(b) => {
+                                    own = b;
+                                    own.as_mut()
+                                }
+                                Err((error, attempts)) => {
+                                    let _ = tx.send(Msg::Failed { range: usize::MAX, after: None, error, attempts });
+                                    return;
+                                }
                             }
-                            Err(error) => {
-                                let _ = tx.send(Msg::Failed { range: usize::MAX, after: None, error, attempts: 1 });
-                                return;
-                            }
-                        },
+                        }
                     };
                     loop {
                         let i = next_range.fetch_add(1, Ordering::Relaxed);
