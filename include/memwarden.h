@@ -425,7 +425,9 @@ typedef struct {
 // `memoryWarning`, `memoryCritical` or `cleanup`); `event_json` is valid only during the call.
 //
 // Thread: the thread whose call caused the event — the caller of `mw_tracker_track`,
-// `mw_tracker_release`, `mw_tracker_mark_collected` or `mw_tracker_cleanup` — or, with
+// `mw_tracker_release`, `mw_tracker_mark_collected` or `mw_tracker_cleanup`, or of
+// `mw_stream_admit` / `mw_stream_process_file` of a stream made with
+// `mw_stream_new_with_tracker` (the thread that reads the chunks) — or, with
 // `enableAutoCleanup` and `cleanupInterval` > 0, the library's own cleanup thread
 // (`memwarden-tracker`). It must not block for long and must not call `mw_tracker_free` on
 // its tracker. Events are also queued for `mw_tracker_poll` either way.
@@ -1107,6 +1109,34 @@ mw_status mw_request_end_into(mw_request *t,
                               uint64_t peak_bytes,
                               mw_request_report *report_out);
 
+// The figures so far of a request still in flight, read from the process as `mw_request_end`
+// does: for response headers that must go out before the request ends (a streamed body).
+// Writes the same JSON as `mw_request_end` (`route`, `start_bytes`, `end_bytes` = now,
+// `peak_bytes`, `delta_bytes`, `duration_ms` so far, `overlapped`, `high_usage`, `headers`);
+// token 0 writes `null`. Nothing is recorded, no high-usage callback runs, nothing is logged,
+// and the token stays valid: end it with `mw_request_end*` as usual. An unknown or already
+// ended token returns `MW_STATUS_INVALID_ARGUMENT`.
+mw_status mw_request_peek(mw_request *t, uint64_t token, char **report_json_out);
+
+// As `mw_request_peek`, with your own readings: memory now and the peak so far (0 when
+// unknown), as `mw_request_end_with` takes them.
+mw_status mw_request_peek_with(mw_request *t,
+                               uint64_t token,
+                               uint64_t bytes,
+                               uint64_t peak_bytes,
+                               char **report_json_out);
+
+// As `mw_request_peek_with`, writing the figures so far and the header block into
+// `*report_out` as `mw_request_end_into` does (token 0 sets `measured` to false). The request
+// stays in flight; `high_usage` says whether the growth so far is above `threshold_mb`, and
+// nothing is logged or called for it. An unknown or already ended token returns
+// `MW_STATUS_INVALID_ARGUMENT` and leaves `*report_out` untouched.
+mw_status mw_request_peek_into(mw_request *t,
+                               uint64_t token,
+                               uint64_t bytes,
+                               uint64_t peak_bytes,
+                               mw_request_report *report_out);
+
 // Reports a failure of a high-usage handler the host called itself (after `mw_request_end_into`
 // said `high_usage`, instead of a C callback per request): counted in the analytics'
 // `handler_errors` and logged as a `handler_error` line with `route` and `message` (to
@@ -1134,6 +1164,18 @@ mw_status mw_request_analytics(mw_request *t, char **json_out);
 // `cleanupInterval` (ms); snake_case aliases accepted. Reading pauses while `concurrentStreams`
 // chunks are in flight or the tracker would pass `thresholds.warning` of `maxMemoryUsage`.
 mw_status mw_stream_new(const char *config_json, mw_stream **out);
+
+// Creates a processor that tracks its chunks in `tracker` (from `mw_tracker_new`) instead of a
+// tracker of its own: the chunks in flight show in `mw_tracker_stats` (type `chunk`, metadata
+// `index` and `offset`), the tracker's `maxMemoryUsage` and `thresholds` decide when reading
+// pauses (together with what else is tracked in it), and the `memoryWarning` /
+// `memoryCritical` events an admission causes go to the tracker's event callback and poll
+// queue and to this stream's poll queue (`mw_stream_poll`, with the chunk's `index`).
+// `config_json` is as for `mw_stream_new` without the tracker's keys (`maxMemoryUsage`,
+// `thresholds` and `cleanupInterval` return `MW_STATUS_INVALID_CONFIG`, since the tracker's
+// own apply); `chunkSize` may not exceed the tracker's `maxMemoryUsage`. The stream keeps the
+// tracker alive: free them in either order.
+mw_status mw_stream_new_with_tracker(const char *config_json, mw_tracker *tracker, mw_stream **out);
 
 // Frees the processor. NULL is a no-op.
 void mw_stream_free(mw_stream *stream);
@@ -1212,7 +1254,9 @@ mw_status mw_stream_poll(mw_stream *s, char **json_out);
 // cleanup thread runs only with `enableAutoCleanup` and `cleanupInterval` > 0.
 mw_status mw_tracker_new(const char *config_json, mw_tracker **out);
 
-// Stops the cleanup thread and frees the tracker. NULL is a no-op.
+// Stops the cleanup thread and frees the tracker. NULL is a no-op. A tracker handed to
+// `mw_stream_new_with_tracker` goes on tracking that stream's chunks (and its cleanup thread,
+// if any, runs) until the stream is freed too; its event callback is removed at once.
 void mw_tracker_free(mw_tracker *tracker);
 
 // Tracks a resource of `type` and `size` bytes with `metadata_json` (a JSON value; NULL for

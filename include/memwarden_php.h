@@ -530,6 +530,20 @@ mw_status mw_request_end_into(mw_request *t,
                               uint64_t peak_bytes,
                               mw_request_report *report_out);
 
+mw_status mw_request_peek(mw_request *t, uint64_t token, char **report_json_out);
+
+mw_status mw_request_peek_with(mw_request *t,
+                               uint64_t token,
+                               uint64_t bytes,
+                               uint64_t peak_bytes,
+                               char **report_json_out);
+
+mw_status mw_request_peek_into(mw_request *t,
+                               uint64_t token,
+                               uint64_t bytes,
+                               uint64_t peak_bytes,
+                               mw_request_report *report_out);
+
 mw_status mw_request_handler_failed(mw_request *t, const char *route, const char *message);
 
 mw_status mw_request_set_high_usage_callback(mw_request *t,
@@ -540,6 +554,8 @@ mw_status mw_request_set_high_usage_callback(mw_request *t,
 mw_status mw_request_analytics(mw_request *t, char **json_out);
 
 mw_status mw_stream_new(const char *config_json, mw_stream **out);
+
+mw_status mw_stream_new_with_tracker(const char *config_json, mw_tracker *tracker, mw_stream **out);
 
 void mw_stream_free(mw_stream *stream);
 

@@ -391,9 +391,10 @@ export declare class NativeStreamingIterator {
 export declare class NativeStreamProcessor {
   /**
    * `config`: `chunkSize`, `concurrentStreams`, `compressionEnabled`, `maxMemoryUsage`,
-   * `thresholds`, `cleanupInterval` (snake_case accepted).
+   * `thresholds`, `cleanupInterval` (snake_case accepted). With `tracker` (the native half of
+   * a `ResourceTracker`) the chunks are tracked there and the tracker's keys are refused.
    */
-  constructor(config?: any | undefined | null)
+  constructor(config?: any | undefined | null, tracker?: NativeResourceTracker | undefined | null)
   get chunkSize(): number
   get concurrentStreams(): number
   get compressionEnabled(): boolean

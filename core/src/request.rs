@@ -555,6 +555,12 @@ impl RequestTracker {
         Ok(true)
     }
 
+    /// [`peek`](Self::peek) with the host's readings (memory now and the peak so far, 0 if
+    /// unknown), as [`end_with`](Self::end_with) takes them. Nothing is recorded.
+    pub fn peek_with(&self, token: &RequestToken, bytes: u64, peak: u64) -> RequestReport {
+        self.report(token, token.route.clone(), bytes, peak)
+    }
+
     fn report(&self, t: &RequestToken, route: String, end_bytes: u64, peak: u64) -> RequestReport {
         let duration_ms = t.started.elapsed().as_secs_f64() * 1000.0;
         let begun_during = self.begun.load(Ordering::Acquire).saturating_sub(t.begin_seq + 1);
@@ -1053,6 +1059,31 @@ mod tests {
         assert_eq!(r.start_bytes, s.start_bytes);
         assert_eq!(r.route, "GET /s/{id}");
         assert_eq!(t.analytics()["routes"]["GET /s/{id}"]["count"], 1);
+    }
+
+    #[test]
+    fn peek_with_takes_the_hosts_readings_and_runs_no_handler() {
+        let t = tracker(json!({"threshold_mb": 1, "memory_limit": "128M", "log_high_usage": false}));
+        let called = Arc::new(AtomicU64::new(0));
+        let c = called.clone();
+        t.set_high_usage_handler(Some(Arc::new(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })));
+        let k = t.begin_with("GET /big", 10 << 20);
+        let k = k.unwrap();
+        let p = t.peek_with(&k, 12 << 20, 15 << 20);
+        assert_eq!((p.start_bytes, p.end_bytes, p.peak_bytes, p.delta_bytes), (10 << 20, 12 << 20, 15 << 20, 2 << 20));
+        assert!(p.high_usage, "5 MiB of growth so far is above 1 MiB");
+        assert_eq!(called.load(Ordering::SeqCst), 0, "a peek runs no handler");
+        assert_eq!(t.in_flight(), 1);
+        assert!(t.analytics()["routes"].as_object().unwrap().is_empty());
+        let p = t.peek_with(&k, 9 << 20, 0);
+        assert_eq!((p.peak_bytes, p.delta_bytes, p.high_usage), (10 << 20, -(1 << 20), false));
+        let r = t.end_with(k, 11 << 20, 15 << 20);
+        assert!(r.high_usage);
+        assert_eq!(called.load(Ordering::SeqCst), 1);
+        assert_eq!(t.analytics()["routes"]["GET /big"]["count"], 1);
     }
 
     #[cfg(target_os = "linux")]

@@ -33,7 +33,7 @@ use crate::config::{ConfigReader, describe};
 use crate::error::{Error, ErrorKind, Result};
 use crate::probe::ProcessProbe;
 use crate::size::{MIB, Size, parse_size};
-use crate::tracker::{ResourceTracker, TrackerConfig};
+use crate::tracker::{ResourceTracker, TrackerConfig, TrackerEvent};
 
 const EVENT_QUEUE: usize = 1024;
 const COMPONENT: &str = "StreamProcessor";
@@ -76,6 +76,10 @@ const KEYS: &[&str] = &[
     "cleanup_interval",
 ];
 
+/// Keys that configure the processor's own tracker.
+const TRACKER_KEYS: &[&str] =
+    &["maxMemoryUsage", "max_memory_usage", "thresholds", "cleanupInterval", "cleanup_interval"];
+
 /// The key actually given among a camelCase name and its snake_case alias.
 fn pick(r: &ConfigReader<'_>, camel: &'static str, snake: &'static str) -> Result<&'static str> {
     match (r.get(camel), r.get(snake)) {
@@ -117,6 +121,12 @@ impl StreamConfig {
     /// `compressionEnabled`, and for the tracker `maxMemoryUsage` (bytes or "100M"),
     /// `thresholds` `{warning, critical}`, `cleanupInterval` (ms). Unknown keys are errors.
     pub fn from_json(v: &Value) -> Result<Self> {
+        let c = Self::parse(v)?;
+        c.check_against(c.tracker.max_memory_usage)?;
+        Ok(c)
+    }
+
+    fn parse(v: &Value) -> Result<Self> {
         let r = ConfigReader::new(COMPONENT, v, KEYS)?;
         let d = StreamConfig::default();
         let ck = pick(&r, "chunkSize", "chunk_size")?;
@@ -145,9 +155,7 @@ impl StreamConfig {
         }
         let tracker = TrackerConfig::from_json(&Value::Object(t))
             .map_err(|e| Error::invalid_config(e.message().replacen("ResourceTracker", COMPONENT, 1)))?;
-        let c = StreamConfig { chunk_size, concurrent_streams, compression_enabled, tracker };
-        c.check_against(c.tracker.max_memory_usage)?;
-        Ok(c)
+        Ok(StreamConfig { chunk_size, concurrent_streams, compression_enabled, tracker })
     }
 
     fn check_against(&self, max: u64) -> Result<()> {
@@ -198,6 +206,9 @@ pub struct ChunkFailure {
 
 pub type PerformanceCallback = Arc<dyn Fn(&Value) + Send + Sync>;
 
+/// Receives every event of the processor (see [`StreamProcessor::set_event_callback`]).
+pub type EventCallback = Arc<dyn Fn(&Value) + Send + Sync>;
+
 #[derive(Default)]
 struct Run {
     started: Option<Instant>,
@@ -234,12 +245,30 @@ pub struct StreamProcessor {
     inner: Mutex<Inner>,
     changed: Condvar,
     callback: Mutex<Option<PerformanceCallback>>,
+    event_callback: Mutex<Option<EventCallback>>,
     probe: Option<ProcessProbe>,
 }
 
 impl StreamProcessor {
     pub fn from_json(v: &Value) -> Result<Self> {
         Self::new(StreamConfig::from_json(v)?)
+    }
+
+    /// A processor from the seed's keys that tracks its chunks in the caller's `tracker`
+    /// ([`with_tracker`](Self::with_tracker)). The tracker's own keys (`maxMemoryUsage`,
+    /// `thresholds`, `cleanupInterval` and their aliases) are refused: the tracker's apply.
+    pub fn from_json_with_tracker(v: &Value, tracker: Arc<ResourceTracker>) -> Result<Self> {
+        if let Some(o) = v.as_object() {
+            for k in TRACKER_KEYS {
+                if o.contains_key(*k) {
+                    return Err(Error::invalid_config(format!(
+                        "{COMPONENT} config: '{k}' is an option of the tracker; with a tracker given, \
+                         its own '{k}' applies (set it on the ResourceTracker)"
+                    )));
+                }
+            }
+        }
+        Self::with_tracker(StreamConfig::parse(v)?, tracker)
     }
 
     /// A processor with its own tracker built from `cfg.tracker`.
@@ -249,7 +278,10 @@ impl StreamProcessor {
     }
 
     /// A processor that tracks its chunks in the caller's tracker (whose `maxMemoryUsage` and
-    /// thresholds then apply; `cfg.tracker` is ignored).
+    /// thresholds then apply; `cfg.tracker` is ignored). The chunks show in that tracker's
+    /// statistics (type `chunk`, metadata `index` and `offset`) while they are in flight, the
+    /// tracker's own event callback and poll queue get the `memoryWarning` / `memoryCritical`
+    /// events an admission causes, and so do this processor's callback and poll queue.
     pub fn with_tracker(cfg: StreamConfig, tracker: Arc<ResourceTracker>) -> Result<Self> {
         Self::build(cfg, tracker, false)
     }
@@ -272,6 +304,7 @@ impl StreamProcessor {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
             callback: Mutex::new(None),
+            event_callback: Mutex::new(None),
             probe: ProcessProbe::new().ok(),
         })
     }
@@ -288,6 +321,16 @@ impl StreamProcessor {
     /// (a worker thread in `process_*` with `concurrentStreams` > 1).
     pub fn set_performance_callback(&self, cb: Option<PerformanceCallback>) {
         *self.callback.lock() = cb;
+    }
+
+    /// Every event of the processor, as JSON with its `type`: `performance` (per chunk, and
+    /// the summary with `final: true`) and the tracker's `memoryWarning` / `memoryCritical`
+    /// caused by admitting a chunk. Delivered on the thread that caused it (a worker thread in
+    /// `process_*` with `concurrentStreams` > 1 for `performance`, the reading thread for the
+    /// tracker's events), never while the processor holds a lock; the same events are queued
+    /// for [`poll_events`](Self::poll_events).
+    pub fn set_event_callback(&self, cb: Option<EventCallback>) {
+        *self.event_callback.lock() = cb;
     }
 
     fn tracked_total(&self) -> u64 {
@@ -315,7 +358,9 @@ impl StreamProcessor {
         Ok(())
     }
 
-    fn try_admit(&self, g: &mut Inner, size: u64) -> Result<Option<ChunkTicket>> {
+    /// Admits under the processor's lock; the tracker events the admission caused are queued
+    /// here and come back to be delivered once the lock is released.
+    fn try_admit(&self, g: &mut Inner, size: u64) -> Result<Option<(ChunkTicket, Vec<TrackerEvent>)>> {
         if size == 0 {
             return Err(Error::invalid_argument(format!("{COMPONENT}: cannot admit a chunk of 0 bytes")));
         }
@@ -334,45 +379,78 @@ impl StreamProcessor {
         }
         let (index, offset) = (run.next_index, run.next_offset);
         let meta = json!({"index": index, "offset": offset});
-        let resource_id = self.tracker.track_resource("chunk", size, meta)?;
+        let (resource_id, events) = self.tracker.track_resource_deferred("chunk", size, meta)?;
+        if self.own_tracker {
+            // Nobody else polls the processor's own tracker: its queue would only fill up.
+            let _ = self.tracker.poll_events();
+        }
         run.started.get_or_insert_with(Instant::now);
         run.next_index += 1;
         run.next_offset += size;
         run.in_flight += 1;
         run.peak_in_flight = run.peak_in_flight.max(run.in_flight);
         run.peak_tracked = run.peak_tracked.max(self.tracked_total());
-        Ok(Some(ChunkTicket { index, offset, size, resource_id }))
+        for e in &events {
+            let mut v = e.to_json();
+            v["index"] = json!(index);
+            self.emit(g, &v);
+        }
+        Ok(Some((ChunkTicket { index, offset, size, resource_id }, events)))
+    }
+
+    /// Delivers an admission's tracker events: to the tracker's callback, then to this
+    /// processor's event callback (they were queued for both polls already).
+    fn admitted(&self, r: Option<(ChunkTicket, Vec<TrackerEvent>)>) -> Option<ChunkTicket> {
+        let (t, events) = r?;
+        if !events.is_empty() {
+            let cb = self.event_callback.lock().clone();
+            if let Some(cb) = cb {
+                for e in &events {
+                    let mut v = e.to_json();
+                    v["index"] = json!(t.index);
+                    cb(&v);
+                }
+            }
+            self.tracker.deliver_events(events);
+        }
+        Some(t)
     }
 
     /// Admits a chunk of `size` bytes now, or `None` when reading must pause (backpressure):
     /// `concurrentStreams` chunks in flight, or the tracker would pass its warning threshold.
     /// Read the chunk only after it was admitted.
     pub fn admit(&self, size: u64) -> Result<Option<ChunkTicket>> {
-        let mut g = self.inner.lock();
-        self.try_admit(&mut g, size)
+        let r = {
+            let mut g = self.inner.lock();
+            self.try_admit(&mut g, size)?
+        };
+        Ok(self.admitted(r))
     }
 
     /// Like [`admit`](Self::admit), waiting up to `timeout` (forever with `None`) for a chunk in
     /// flight to finish. `None` on timeout, or when the run was aborted by a failure.
     pub fn wait_admit(&self, size: u64, timeout: Option<Duration>) -> Result<Option<ChunkTicket>> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut g = self.inner.lock();
-        loop {
-            if g.abort {
-                return Ok(None);
-            }
-            if let Some(t) = self.try_admit(&mut g, size)? {
-                return Ok(Some(t));
-            }
-            match deadline {
-                Some(d) => {
-                    if self.changed.wait_until(&mut g, d).timed_out() {
-                        return self.try_admit(&mut g, size);
-                    }
+        let r = {
+            let mut g = self.inner.lock();
+            loop {
+                if g.abort {
+                    break None;
                 }
-                None => self.changed.wait(&mut g),
+                if let Some(t) = self.try_admit(&mut g, size)? {
+                    break Some(t);
+                }
+                match deadline {
+                    Some(d) => {
+                        if self.changed.wait_until(&mut g, d).timed_out() {
+                            break self.try_admit(&mut g, size)?;
+                        }
+                    }
+                    None => self.changed.wait(&mut g),
+                }
             }
-        }
+        };
+        Ok(self.admitted(r))
     }
 
     fn release(&self, t: &ChunkTicket) -> Result<()> {
@@ -393,6 +471,10 @@ impl StreamProcessor {
 
     fn deliver(&self, ev: &Value) {
         let cb = self.callback.lock().clone();
+        if let Some(cb) = cb {
+            cb(ev);
+        }
+        let cb = self.event_callback.lock().clone();
         if let Some(cb) = cb {
             cb(ev);
         }
@@ -556,14 +638,11 @@ impl StreamProcessor {
         ev
     }
 
-    /// Events since the last poll, oldest first: `performance` events and, with the processor's
-    /// own tracker, the tracker's `memoryWarning` / `memoryCritical` events.
+    /// Events since the last poll, oldest first: `performance` events and the tracker's
+    /// `memoryWarning` / `memoryCritical` events caused by admitting a chunk (with the `index`
+    /// of that chunk), whether the tracker is the processor's own or the caller's.
     pub fn poll_events(&self) -> Vec<Value> {
-        let mut out: Vec<Value> = self.inner.lock().events.drain(..).collect();
-        if self.own_tracker {
-            out.extend(self.tracker.poll_events().iter().map(|e| e.to_json()));
-        }
-        out
+        self.inner.lock().events.drain(..).collect()
     }
 
     /// Config, the current run's counters and the tracker's statistics.
@@ -1020,7 +1099,98 @@ mod tests {
         p.finish(a, 100, 0.0).unwrap();
         t.release_resource(other).unwrap();
         let big = StreamConfig { chunk_size: 2000, ..cfg };
-        assert!(StreamProcessor::with_tracker(big, t).is_err());
+        assert!(StreamProcessor::with_tracker(big, t.clone()).is_err());
+        // From JSON: the tracker's keys are refused, the rest as usual.
+        let p = StreamProcessor::from_json_with_tracker(&json!({"chunkSize": 500, "concurrentStreams": 2}), t.clone())
+            .unwrap();
+        assert_eq!((p.config().chunk_size, p.config().tracker.max_memory_usage), (500, 1000));
+        for (v, msg) in [
+            (json!({"maxMemoryUsage": 10}), "'maxMemoryUsage' is an option of the tracker"),
+            (json!({"thresholds": {"warning": 0.5}}), "'thresholds' is an option of the tracker"),
+            (json!({"cleanup_interval": 5}), "'cleanup_interval' is an option of the tracker"),
+            (json!({"chunkSize": 2000}), "larger than maxMemoryUsage (1000)"),
+            (json!({"chunkSiz": 1}), "did you mean 'chunkSize'"),
+        ] {
+            let e = StreamProcessor::from_json_with_tracker(&v, t.clone()).err().unwrap();
+            assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{v}");
+            assert!(e.message().contains(msg), "{v}: {e}");
+        }
+        // A chunk larger than the default 100M budget is fine when the caller's tracker is larger.
+        let huge = Arc::new(ResourceTracker::from_json(&json!({"maxMemoryUsage": 1u64 << 30})).unwrap());
+        assert!(StreamProcessor::from_json_with_tracker(&json!({"chunkSize": "200M"}), huge).is_ok());
+    }
+
+    #[test]
+    fn a_shared_tracker_sees_the_chunks_and_gets_their_events() {
+        let t = Arc::new(
+            ResourceTracker::from_json(
+                &json!({"maxMemoryUsage": 1000, "thresholds": {"warning": 0.5, "critical": 0.9}}),
+            )
+            .unwrap(),
+        );
+        let tracker_seen = Arc::new(Mutex::new(Vec::new()));
+        let ts = tracker_seen.clone();
+        t.set_event_callback(Some(Arc::new(move |e: &TrackerEvent| ts.lock().push(e.name))));
+        let buffer = t.track_resource("buffer", 400, json!({})).unwrap();
+        let cfg = StreamConfig { chunk_size: 300, concurrent_streams: 4, ..StreamConfig::default() };
+        let p = Arc::new(StreamProcessor::with_tracker(cfg, t.clone()).unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s2, weak) = (seen.clone(), Arc::downgrade(&p));
+        p.set_event_callback(Some(Arc::new(move |e: &Value| {
+            // Called with no lock of the processor held: calling back into it is fine.
+            let in_flight = weak.upgrade().map(|p| p.stats()["inFlight"].clone());
+            s2.lock().push((e["type"].as_str().unwrap().to_owned(), in_flight));
+        })));
+        let most = AtomicUsize::new(0);
+        let sum = p
+            .process_reader(&data(3000)[..], |_| {
+                let total = t.get_memory_stats()["totalAllocated"].as_u64().unwrap();
+                most.fetch_max(total as usize, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(sum["chunks"], 10);
+        // 400 of the buffer and one chunk of 300 pass the warning level (500): one chunk at a
+        // time, whatever concurrentStreams says.
+        assert_eq!(sum["peakInFlight"], 1);
+        assert_eq!(most.load(Ordering::SeqCst), 700);
+        let st = t.get_memory_stats();
+        assert_eq!((st["activeResources"].as_u64(), st["totalAllocated"].as_u64()), (Some(1), Some(400)));
+        assert_eq!(st["totalTracked"], 12, "the buffer, 10 chunks and the EOF probe");
+        assert_eq!(st["leaks"]["chunk"]["released"], 11);
+        assert_eq!(st["peakMemoryUsage"], 700);
+        // Each admission went 400 -> 700 (warning) and each release back to 400 (below 0.48).
+        let tracker_events = tracker_seen.lock().clone();
+        assert_eq!(tracker_events.len(), 11);
+        assert!(tracker_events.iter().all(|n| *n == "memoryWarning"));
+        assert_eq!(t.poll_events().len(), 11, "also queued for the tracker's own poll");
+        let seen = seen.lock().clone();
+        let warnings: Vec<_> = seen.iter().filter(|(ty, _)| ty == "memoryWarning").collect();
+        assert_eq!(warnings.len(), 11);
+        assert_eq!(warnings[0].1, Some(json!(1)), "delivered once the chunk was in flight");
+        assert_eq!(seen.iter().filter(|(ty, _)| ty == "performance").count(), 11, "10 chunks and the summary");
+        let polled = p.poll_events();
+        let first = polled.iter().find(|e| e["type"] == "memoryWarning").unwrap();
+        assert_eq!((first["index"].as_u64(), first["usage"].as_u64()), (Some(0), Some(700)));
+        assert_eq!(polled.iter().filter(|e| e["type"] == "memoryWarning").count(), 11);
+        t.release_resource(buffer).unwrap();
+    }
+
+    #[test]
+    fn own_tracker_events_reach_the_callback_and_the_poll() {
+        let p = sp(json!({"chunkSize": 100, "concurrentStreams": 1, "maxMemoryUsage": 150,
+            "thresholds": {"warning": 0.5, "critical": 0.6}}));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        p.set_event_callback(Some(Arc::new(move |e: &Value| s2.lock().push(e["type"].as_str().unwrap().to_owned()))));
+        p.process_reader(&data(250)[..], |_| Ok(())).unwrap();
+        // 100 of 150 is past both thresholds: one memoryCritical per admission (4 with the EOF probe).
+        let seen = seen.lock().clone();
+        assert_eq!(seen.iter().filter(|t| *t == "memoryCritical").count(), 4, "{seen:?}");
+        let polled = p.poll_events();
+        assert_eq!(polled.iter().filter(|e| e["type"] == "memoryCritical").count(), 4);
+        assert!(p.tracker().poll_events().is_empty(), "the own tracker's queue is not left to fill up");
+        assert_eq!(p.stats()["tracker"]["droppedEvents"], 0);
     }
 
     #[test]

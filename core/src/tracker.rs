@@ -370,10 +370,20 @@ impl ResourceTracker {
     /// Tracks a resource of `kind` and `size` bytes; returns its id (ids start at 1 and are
     /// never reused). With `resourceTracking.enabled` false nothing is kept and the id is 0.
     pub fn track_resource(&self, kind: &str, size: u64, metadata: Value) -> Result<u64> {
+        let (id, events) = self.track_resource_deferred(kind, size, metadata)?;
+        self.shared.deliver(events);
+        Ok(id)
+    }
+
+    /// [`track_resource`](Self::track_resource) without calling the event callback: the
+    /// events it caused (also queued for [`poll_events`](Self::poll_events) as always) come
+    /// back, for a caller that tracks under a lock of its own and hands them to
+    /// [`deliver_events`](Self::deliver_events) once that lock is released (the StreamProcessor).
+    pub fn track_resource_deferred(&self, kind: &str, size: u64, metadata: Value) -> Result<(u64, Vec<TrackerEvent>)> {
         let cfg = &self.shared.cfg;
         if !self.tracking_enabled() {
             self.shared.untracked_ids.store(true, std::sync::atomic::Ordering::Relaxed);
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
         let events = {
             let mut s = self.shared.state.lock();
@@ -393,8 +403,12 @@ impl ResourceTracker {
             let ev = self.shared.evaluate(&mut s);
             (id, ev)
         };
-        self.shared.deliver(events.1);
-        Ok(events.0)
+        Ok(events)
+    }
+
+    /// Calls the event callback with events [`track_resource_deferred`](Self::track_resource_deferred) returned.
+    pub fn deliver_events(&self, events: Vec<TrackerEvent>) {
+        self.shared.deliver(events);
     }
 
     fn remove(&self, id: u64, collected: bool) -> Result<ResourceStats> {

@@ -263,36 +263,118 @@ pub unsafe extern "C" fn mw_request_end_into(
     boundary(|| {
         need_out(report_out, "report_out")?;
         let t = tracker(t)?;
-        let mut rep = mw_request_report {
-            measured: false,
-            high_usage: false,
-            overlapped: 0,
-            start_bytes: 0,
-            end_bytes: 0,
-            peak_bytes: 0,
-            delta_bytes: 0,
-            duration_ms: 0.0,
-            limit_bytes: 0,
-            headers: [0; HEADERS_LEN],
-        };
-        if token != 0 {
-            let r = t.inner.end_with(take(&t, token)?, bytes, peak_bytes);
-            let block = t.inner.header_block(&r);
-            for (dst, src) in rep.headers.iter_mut().zip(block.as_bytes().iter().take(HEADERS_LEN - 1)) {
-                *dst = *src as c_char;
-            }
-            rep.measured = true;
-            rep.high_usage = r.high_usage;
-            rep.overlapped = r.overlapped;
-            rep.start_bytes = r.start_bytes;
-            rep.end_bytes = r.end_bytes;
-            rep.peak_bytes = r.peak_bytes;
-            rep.delta_bytes = r.delta_bytes;
-            rep.duration_ms = r.duration_ms;
-            rep.limit_bytes = t.inner.limit_bytes();
-        }
+        let r = if token == 0 { None } else { Some(t.inner.end_with(take(&t, token)?, bytes, peak_bytes)) };
         // Safety: checked non-NULL above; the caller gives a writable mw_request_report.
-        unsafe { report_out.write(rep) };
+        unsafe { report_out.write(c_report(&t, r.as_ref())) };
+        Ok(())
+    })
+}
+
+/// The `mw_request_report` of a report, or of an unmeasured request (`None`).
+fn c_report(t: &mw_request, r: Option<&RequestReport>) -> mw_request_report {
+    let mut rep = mw_request_report {
+        measured: false,
+        high_usage: false,
+        overlapped: 0,
+        start_bytes: 0,
+        end_bytes: 0,
+        peak_bytes: 0,
+        delta_bytes: 0,
+        duration_ms: 0.0,
+        limit_bytes: 0,
+        headers: [0; HEADERS_LEN],
+    };
+    if let Some(r) = r {
+        let block = t.inner.header_block(r);
+        for (dst, src) in rep.headers.iter_mut().zip(block.as_bytes().iter().take(HEADERS_LEN - 1)) {
+            *dst = *src as c_char;
+        }
+        rep.measured = true;
+        rep.high_usage = r.high_usage;
+        rep.overlapped = r.overlapped;
+        rep.start_bytes = r.start_bytes;
+        rep.end_bytes = r.end_bytes;
+        rep.peak_bytes = r.peak_bytes;
+        rep.delta_bytes = r.delta_bytes;
+        rep.duration_ms = r.duration_ms;
+        rep.limit_bytes = t.inner.limit_bytes();
+    }
+    rep
+}
+
+/// A copy of a request still in flight (it stays in flight).
+fn in_flight(t: &mw_request, token: u64) -> FfiResult<RequestToken> {
+    Ok(t.tokens.lock().1.get(&token).cloned().ok_or_else(|| {
+        Error::invalid_argument(format!("request token {token} is not in flight (unknown or already ended)"))
+    })?)
+}
+
+/// The figures so far of a request still in flight, read from the process as `mw_request_end`
+/// does: for response headers that must go out before the request ends (a streamed body).
+/// Writes the same JSON as `mw_request_end` (`route`, `start_bytes`, `end_bytes` = now,
+/// `peak_bytes`, `delta_bytes`, `duration_ms` so far, `overlapped`, `high_usage`, `headers`);
+/// token 0 writes `null`. Nothing is recorded, no high-usage callback runs, nothing is logged,
+/// and the token stays valid: end it with `mw_request_end*` as usual. An unknown or already
+/// ended token returns `MW_STATUS_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_request_peek(
+    t: *mut mw_request,
+    token: u64,
+    report_json_out: *mut *mut c_char,
+) -> mw_status {
+    boundary(|| {
+        need_out(report_json_out, "report_json_out")?;
+        let t = tracker(t)?;
+        if token == 0 {
+            // Safety: checked non-NULL above.
+            return unsafe { write_out(report_json_out, "report_json_out", out_string(json!(null).to_string())) };
+        }
+        let r = t.inner.peek(&in_flight(&t, token)?)?;
+        write_report(&t, &r, report_json_out)
+    })
+}
+
+/// As `mw_request_peek`, with your own readings: memory now and the peak so far (0 when
+/// unknown), as `mw_request_end_with` takes them.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_request_peek_with(
+    t: *mut mw_request,
+    token: u64,
+    bytes: u64,
+    peak_bytes: u64,
+    report_json_out: *mut *mut c_char,
+) -> mw_status {
+    boundary(|| {
+        need_out(report_json_out, "report_json_out")?;
+        let t = tracker(t)?;
+        if token == 0 {
+            // Safety: checked non-NULL above.
+            return unsafe { write_out(report_json_out, "report_json_out", out_string(json!(null).to_string())) };
+        }
+        let r = t.inner.peek_with(&in_flight(&t, token)?, bytes, peak_bytes);
+        write_report(&t, &r, report_json_out)
+    })
+}
+
+/// As `mw_request_peek_with`, writing the figures so far and the header block into
+/// `*report_out` as `mw_request_end_into` does (token 0 sets `measured` to false). The request
+/// stays in flight; `high_usage` says whether the growth so far is above `threshold_mb`, and
+/// nothing is logged or called for it. An unknown or already ended token returns
+/// `MW_STATUS_INVALID_ARGUMENT` and leaves `*report_out` untouched.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_request_peek_into(
+    t: *mut mw_request,
+    token: u64,
+    bytes: u64,
+    peak_bytes: u64,
+    report_out: *mut mw_request_report,
+) -> mw_status {
+    boundary(|| {
+        need_out(report_out, "report_out")?;
+        let t = tracker(t)?;
+        let r = if token == 0 { None } else { Some(t.inner.peek_with(&in_flight(&t, token)?, bytes, peak_bytes)) };
+        // Safety: checked non-NULL above; the caller gives a writable mw_request_report.
+        unsafe { report_out.write(c_report(&t, r.as_ref())) };
         Ok(())
     })
 }

@@ -13,6 +13,7 @@ use crate::boundary::{
     FfiError, FfiResult, boundary, boundary_void, free_handle, get_handle, mw_status, need_out, new_handle, out_string,
     str_arg, write_out,
 };
+use crate::tracker::mw_tracker;
 
 /// A stream processor. Create with `mw_stream_new`, free with `mw_stream_free`. Thread-safe.
 pub struct mw_stream {
@@ -86,6 +87,38 @@ pub unsafe extern "C" fn mw_stream_new(config_json: *const c_char, out: *mut *mu
             config::parse_json("StreamProcessor", unsafe { str_arg(config_json, "config_json") }?)?
         };
         let h = new_handle(mw_stream { inner: StreamProcessor::from_json(&v)? });
+        // Safety: checked non-NULL above.
+        unsafe { write_out(out, "out", h) }
+    })
+}
+
+/// Creates a processor that tracks its chunks in `tracker` (from `mw_tracker_new`) instead of a
+/// tracker of its own: the chunks in flight show in `mw_tracker_stats` (type `chunk`, metadata
+/// `index` and `offset`), the tracker's `maxMemoryUsage` and `thresholds` decide when reading
+/// pauses (together with what else is tracked in it), and the `memoryWarning` /
+/// `memoryCritical` events an admission causes go to the tracker's event callback and poll
+/// queue and to this stream's poll queue (`mw_stream_poll`, with the chunk's `index`).
+/// `config_json` is as for `mw_stream_new` without the tracker's keys (`maxMemoryUsage`,
+/// `thresholds` and `cleanupInterval` return `MW_STATUS_INVALID_CONFIG`, since the tracker's
+/// own apply); `chunkSize` may not exceed the tracker's `maxMemoryUsage`. The stream keeps the
+/// tracker alive: free them in either order.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_stream_new_with_tracker(
+    config_json: *const c_char,
+    tracker: *mut mw_tracker,
+    out: *mut *mut mw_stream,
+) -> mw_status {
+    boundary(|| {
+        need_out(out, "out")?;
+        let t = crate::tracker::tracker(tracker)?;
+        let v = if config_json.is_null() {
+            Value::Null
+        } else {
+            // Safety: NUL-terminated per the contract.
+            config::parse_json("StreamProcessor", unsafe { str_arg(config_json, "config_json") }?)?
+        };
+        let p = StreamProcessor::from_json_with_tracker(&v, t.inner.clone())?;
+        let h = new_handle(mw_stream { inner: p });
         // Safety: checked non-NULL above.
         unsafe { write_out(out, "out", h) }
     })

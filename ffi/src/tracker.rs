@@ -18,7 +18,9 @@ use crate::request::CallbackData;
 /// `memoryWarning`, `memoryCritical` or `cleanup`); `event_json` is valid only during the call.
 ///
 /// Thread: the thread whose call caused the event — the caller of `mw_tracker_track`,
-/// `mw_tracker_release`, `mw_tracker_mark_collected` or `mw_tracker_cleanup` — or, with
+/// `mw_tracker_release`, `mw_tracker_mark_collected` or `mw_tracker_cleanup`, or of
+/// `mw_stream_admit` / `mw_stream_process_file` of a stream made with
+/// `mw_stream_new_with_tracker` (the thread that reads the chunks) — or, with
 /// `enableAutoCleanup` and `cleanupInterval` > 0, the library's own cleanup thread
 /// (`memwarden-tracker`). It must not block for long and must not call `mw_tracker_free` on
 /// its tracker. Events are also queued for `mw_tracker_poll` either way.
@@ -26,10 +28,18 @@ pub type mw_tracker_event_fn = Option<unsafe extern "C" fn(user_data: *mut c_voi
 
 /// A resource tracker. Create with `mw_tracker_new`, free with `mw_tracker_free`. Thread-safe.
 pub struct mw_tracker {
-    inner: ResourceTracker,
+    pub(crate) inner: Arc<ResourceTracker>,
 }
 
-fn tracker(p: *const mw_tracker) -> FfiResult<Arc<mw_tracker>> {
+impl Drop for mw_tracker {
+    fn drop(&mut self) {
+        // A stream made with `mw_stream_new_with_tracker` may keep the core tracker alive; the
+        // host's callback (and its user_data finalizer) ends with the handle all the same.
+        self.inner.set_event_callback(None);
+    }
+}
+
+pub(crate) fn tracker(p: *const mw_tracker) -> FfiResult<Arc<mw_tracker>> {
     get_handle(p, "tracker")
 }
 
@@ -52,13 +62,15 @@ pub unsafe extern "C" fn mw_tracker_new(config_json: *const c_char, out: *mut *m
         need_out(out, "out")?;
         // Safety: NULL or NUL-terminated per the contract.
         let v = unsafe { json_arg(config_json, "config_json", "ResourceTracker") }?;
-        let h = new_handle(mw_tracker { inner: ResourceTracker::from_json(&v)? });
+        let h = new_handle(mw_tracker { inner: Arc::new(ResourceTracker::from_json(&v)?) });
         // Safety: checked non-NULL above.
         unsafe { write_out(out, "out", h) }
     })
 }
 
-/// Stops the cleanup thread and frees the tracker. NULL is a no-op.
+/// Stops the cleanup thread and frees the tracker. NULL is a no-op. A tracker handed to
+/// `mw_stream_new_with_tracker` goes on tracking that stream's chunks (and its cleanup thread,
+/// if any, runs) until the stream is freed too; its event callback is removed at once.
 #[unsafe(no_mangle)]
 pub extern "C" fn mw_tracker_free(tracker: *mut mw_tracker) {
     boundary_void(|| free_handle(tracker));

@@ -263,6 +263,134 @@ static void test_driver(void) {
     mw_stream_free(st);
 }
 
+/* --- a tracker of the host's own ---------------------------------------------------------- */
+struct tr_seen {
+    atomic_int warning, critical, freed;
+};
+
+static void tr_event(void *user, const char *event) {
+    struct tr_seen *s = user;
+    if (strstr(event, "\"type\":\"memoryWarning\"")) atomic_fetch_add(&s->warning, 1);
+    if (strstr(event, "\"type\":\"memoryCritical\"")) atomic_fetch_add(&s->critical, 1);
+}
+
+static void tr_free(void *user) {
+    atomic_fetch_add(&((struct tr_seen *)user)->freed, 1);
+}
+
+static int count_occurrences(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *at = text; at && (at = strstr(at, needle)) != NULL; at += strlen(needle)) n++;
+    return n;
+}
+
+static void test_own_tracker(void) {
+    mw_tracker *t = NULL;
+    CHECK_STATUS(mw_tracker_new("{\"maxMemoryUsage\": 1000, \"thresholds\": {\"warning\": 0.5, \"critical\": 0.9}}", &t),
+                 MW_STATUS_OK);
+    static struct tr_seen seen;
+    CHECK_STATUS(mw_tracker_set_event_callback(t, tr_event, &seen, tr_free), MW_STATUS_OK);
+    mw_stream *st = NULL;
+    CHECK_STATUS(mw_stream_new_with_tracker("{\"chunkSize\": 200, \"concurrentStreams\": 8}", t, &st), MW_STATUS_OK);
+
+    /* the host's loop: the tracker's warning level (500 bytes) pauses reading, not concurrentStreams */
+    CHECK_STATUS(mw_stream_begin(st), MW_STATUS_OK);
+    mw_chunk_ticket a, b, c;
+    bool ok = false;
+    CHECK_STATUS(mw_stream_admit(st, 200, 0, &a, &ok), MW_STATUS_OK);
+    CHECK(ok);
+    CHECK_STATUS(mw_stream_admit(st, 200, 0, &b, &ok), MW_STATUS_OK);
+    CHECK(ok);
+    CHECK_STATUS(mw_stream_admit(st, 200, 0, &c, &ok), MW_STATUS_OK);
+    CHECK(!ok); /* 600 would pass 500 */
+    char *stats = NULL;
+    CHECK_STATUS(mw_tracker_stats(t, &stats), MW_STATUS_OK); /* the chunks show in the host's tracker */
+    CHECK(stats && num_after(stats, "totalAllocated") == 400 && num_after(stats, "activeResources") == 2);
+    CHECK(stats && strstr(stats, "\"byType\":{\"chunk\":2}"));
+    mw_string_free(stats);
+    uint64_t other = 0;
+    CHECK_STATUS(mw_tracker_track(t, "buffer", 100, NULL, &other), MW_STATUS_OK); /* 500: warning */
+    CHECK(atomic_load(&seen.warning) == 1);
+    CHECK_STATUS(mw_stream_finish(st, a, 200, 0, 1.0, NULL), MW_STATUS_OK);
+    CHECK_STATUS(mw_stream_finish(st, b, 200, 0, 1.0, NULL), MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_track(t, "buffer", 500, NULL, &other), MW_STATUS_OK); /* 600: warning again */
+    CHECK(atomic_load(&seen.warning) == 2);
+    /* nothing in flight: one chunk is admitted; 800 passes... 900 is critical */
+    CHECK_STATUS(mw_stream_admit(st, 200, 0, &a, &ok), MW_STATUS_OK);
+    CHECK(ok);
+    CHECK_STATUS(mw_stream_admit(st, 200, 0, &b, &ok), MW_STATUS_OK);
+    CHECK(!ok);
+    CHECK_STATUS(mw_tracker_track(t, "buffer", 100, NULL, &other), MW_STATUS_OK);
+    CHECK(atomic_load(&seen.critical) == 1);
+    char *ev = NULL;
+    CHECK_STATUS(mw_stream_poll(st, &ev), MW_STATUS_OK);
+    /* the stream's queue has the performance events, and none of the tracker's events it did not cause */
+    CHECK(ev && count_occurrences(ev, "\"type\":\"performance\"") == 2);
+    CHECK(ev && strstr(ev, "memoryWarning") == NULL && strstr(ev, "memoryCritical") == NULL);
+    mw_string_free(ev);
+    CHECK_STATUS(mw_stream_finish(st, a, 200, 0, 1.0, NULL), MW_STATUS_OK);
+    char *sum = NULL;
+    CHECK_STATUS(mw_stream_end(st, &sum), MW_STATUS_OK);
+    CHECK(sum && num_after(sum, "chunks") == 3 && num_after(sum, "peakInFlight") == 2);
+    mw_string_free(sum);
+    char *polled = NULL;
+    CHECK_STATUS(mw_tracker_poll(t, &polled), MW_STATUS_OK); /* queued for the tracker's poll too */
+    CHECK(polled && count_occurrences(polled, "memoryWarning") == 2 && count_occurrences(polled, "memoryCritical") == 1);
+    mw_string_free(polled);
+    mw_tracker_free(t); /* the stream keeps the tracker; the callback ends with the handle */
+    CHECK(atomic_load(&seen.freed) == 1);
+    mw_stream_free(st);
+
+    /* the whole loop on worker threads, chunks that cross the warning level as they come in */
+    static struct tr_seen seen2;
+    CHECK_STATUS(mw_tracker_new("{\"maxMemoryUsage\": 16384, \"thresholds\": {\"warning\": 0.5, \"critical\": 0.9}}", &t),
+                 MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_set_event_callback(t, tr_event, &seen2, tr_free), MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_track(t, "buffer", 6000, NULL, &other), MW_STATUS_OK);
+    CHECK_STATUS(mw_stream_new_with_tracker("{\"chunkSize\": 4096, \"concurrentStreams\": 4}", t, &st), MW_STATUS_OK);
+    struct par p = {.out = calloc(1, TOTAL)};
+    CHECK_STATUS(mw_stream_process_file(st, path, par_handler, &p, &sum), MW_STATUS_OK);
+    CHECK(atomic_load(&p.total) == TOTAL && memcmp(p.out, input, TOTAL) == 0);
+    /* 6000 + one chunk of 4096 is past 8192: one chunk at a time, though concurrentStreams is 4 */
+    CHECK(sum && num_after(sum, "peakInFlight") == 1 && atomic_load(&p.most) == 1);
+    CHECK(sum && num_after(sum, "memoryUsage") == 6000 + CHUNK);
+    mw_string_free(sum);
+    CHECK(atomic_load(&seen2.warning) == NCHUNKS + 2); /* every chunk, the tail and the end-of-input probe */
+    CHECK_STATUS(mw_stream_poll(st, &ev), MW_STATUS_OK);
+    CHECK(ev && count_occurrences(ev, "\"type\":\"memoryWarning\"") == NCHUNKS + 2 && strstr(ev, "\"index\":0"));
+    mw_string_free(ev);
+    CHECK_STATUS(mw_tracker_stats(t, &stats), MW_STATUS_OK);
+    CHECK(stats && num_after(stats, "totalAllocated") == 6000 && num_after(stats, "activeResources") == 1);
+    CHECK(stats && num_after(stats, "totalTracked") == NCHUNKS + 3 && num_after(stats, "peakMemoryUsage") == 6000 + CHUNK);
+    mw_string_free(stats);
+    free(p.out);
+    mw_stream_free(st); /* either order */
+    mw_tracker_free(t);
+    CHECK(atomic_load(&seen2.freed) == 1);
+
+    /* bad input */
+    CHECK_STATUS(mw_tracker_new("{\"maxMemoryUsage\": 1000}", &t), MW_STATUS_OK);
+    CHECK_STATUS(mw_stream_new_with_tracker("{\"maxMemoryUsage\": 10}", t, &st), MW_STATUS_INVALID_CONFIG);
+    ERR_HAS("'maxMemoryUsage' is an option of the tracker");
+    CHECK_STATUS(mw_stream_new_with_tracker("{\"thresholds\": {}}", t, &st), MW_STATUS_INVALID_CONFIG);
+    ERR_HAS("'thresholds'");
+    CHECK_STATUS(mw_stream_new_with_tracker("{\"chunkSize\": 2000}", t, &st), MW_STATUS_INVALID_CONFIG);
+    ERR_HAS("larger than maxMemoryUsage (1000)");
+    CHECK_STATUS(mw_stream_new_with_tracker("{\"chunkSiz\": 1}", t, &st), MW_STATUS_INVALID_CONFIG);
+    ERR_HAS("did you mean 'chunkSize'");
+    CHECK_STATUS(mw_stream_new_with_tracker("{", t, &st), MW_STATUS_INVALID_CONFIG);
+    CHECK_STATUS(mw_stream_new_with_tracker(NULL, NULL, &st), MW_STATUS_NULL_ARGUMENT);
+    ERR_HAS("tracker");
+    CHECK_STATUS(mw_stream_new_with_tracker(NULL, t, NULL), MW_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(mw_stream_new_with_tracker(NULL, (mw_tracker *)&seen, &st), MW_STATUS_INVALID_ARGUMENT);
+    ERR_HAS("not a live");
+    CHECK_STATUS(mw_stream_new_with_tracker(NULL, t, &st), MW_STATUS_INVALID_CONFIG); /* the default 1 MiB chunk */
+    ERR_HAS("larger than maxMemoryUsage (1000)");
+    mw_tracker_free(t);
+    CHECK_STATUS(mw_stream_new_with_tracker("{\"chunkSize\": 10}", t, &st), MW_STATUS_INVALID_ARGUMENT);
+    ERR_HAS("not a live");
+}
+
 /* --- bad input --------------------------------------------------------------------------- */
 static void test_bad_input(void) {
     mw_stream *st = NULL;
@@ -310,6 +438,7 @@ int main(void) {
     test_compression();
     test_handler_errors();
     test_driver();
+    test_own_tracker();
     test_bad_input();
     unlink(path);
     return CHECK_SUMMARY();

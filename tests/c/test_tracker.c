@@ -1,5 +1,5 @@
 #define _DEFAULT_SOURCE
-/* mw_request_* and mw_tracker_* through the C ABI: every function, the error paths.
+/* mw_request_* (peek included) and mw_tracker_* through the C ABI: every function, the error paths.
  * Built by tests/c/run.sh against libmemwarden.so and libmemwarden.a, and run under valgrind. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,6 +16,14 @@ static long num_after(const char *json, const char *key) {
     snprintf(pat, sizeof pat, "\"%s\":", key);
     const char *at = strstr(json, pat);
     return at ? strtol(at + strlen(pat), NULL, 10) : -1;
+}
+
+static int32_t count_high_usage(void *user, const char *report, char *error_buf, size_t error_len) {
+    (void)report;
+    (void)error_buf;
+    (void)error_len;
+    atomic_fetch_add((atomic_int *)user, 1);
+    return 0;
 }
 
 static void test_request(void) {
@@ -86,6 +94,69 @@ static void test_request(void) {
     CHECK_STATUS(mw_request_end_into(r, a, 20, 0, &out), MW_STATUS_OK);
     CHECK(out.measured && !out.high_usage && out.peak_bytes == 20 && out.headers[0] == '\0' && out.limit_bytes > 0);
     mw_request_free(r);
+
+    /* mw_request_peek*: the figures so far; the request stays in flight, nothing is recorded */
+    CHECK_STATUS(mw_request_new("{\"threshold_mb\": 1, \"memory_limit\": \"128M\", \"log_file\": \"/dev/null\"}", &r),
+                 MW_STATUS_OK);
+    static atomic_int peek_calls;
+    CHECK_STATUS(mw_request_set_high_usage_callback(r, count_high_usage, &peek_calls, NULL), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_begin_with(r, "GET /stream", 10u << 20, &a), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_peek_with(r, a, 12u << 20, 15u << 20, &rep), MW_STATUS_OK);
+    CHECK(rep && strstr(rep, "\"route\":\"GET /stream\"") && strstr(rep, "\"high_usage\":true"));
+    CHECK(rep && num_after(rep, "end_bytes") == 12 << 20 && num_after(rep, "peak_bytes") == 15 << 20);
+    CHECK(rep && strstr(rep, "\"X-Memory-Usage\":\"12.0\"") && strstr(rep, "\"X-Memory-Peak\":\"15.0\""));
+    mw_string_free(rep);
+    rep = NULL;
+    memset(&out, 0xAB, sizeof out);
+    CHECK_STATUS(mw_request_peek_into(r, a, 11u << 20, 0, &out), MW_STATUS_OK);
+    CHECK(out.measured && !out.high_usage && out.start_bytes == 10u << 20 && out.end_bytes == 11u << 20);
+    CHECK(out.peak_bytes == 11u << 20 && out.delta_bytes == 1 << 20 && out.limit_bytes == 128u << 20);
+    CHECK(strcmp(out.headers, "X-Memory-Usage: 11.0\nX-Memory-Peak: 11.0\nX-Memory-Limit: 128.0\n"
+                              "X-Memory-Efficiency: 100.0\n") == 0);
+    CHECK_STATUS(mw_request_peek(r, a, &rep), MW_STATUS_OK); /* read from the process */
+    CHECK(rep && strstr(rep, "\"route\":\"GET /stream\"") && num_after(rep, "start_bytes") == 10 << 20);
+    CHECK(rep && num_after(rep, "end_bytes") > 0 && strstr(rep, "\"X-Memory-Usage\""));
+    mw_string_free(rep);
+    rep = NULL;
+    CHECK(atomic_load(&peek_calls) == 0); /* a peek calls no handler */
+    CHECK_STATUS(mw_request_analytics(r, &an), MW_STATUS_OK);
+    CHECK(an && num_after(an, "in_flight") == 1 && strstr(an, "\"GET /stream\"") == NULL); /* nor records */
+    mw_string_free(an);
+    CHECK_STATUS(mw_request_end_with(r, a, 12u << 20, 15u << 20, &rep), MW_STATUS_OK); /* still in flight */
+    CHECK(rep && strstr(rep, "\"high_usage\":true"));
+    mw_string_free(rep);
+    rep = NULL;
+    CHECK(atomic_load(&peek_calls) == 1);
+    /* ended: every peek refuses the token and leaves the outputs untouched */
+    CHECK_STATUS(mw_request_peek(r, a, &rep), MW_STATUS_INVALID_ARGUMENT);
+    ERR_HAS("not in flight");
+    CHECK_STATUS(mw_request_peek_with(r, a, 1, 1, &rep), MW_STATUS_INVALID_ARGUMENT);
+    CHECK(rep == NULL);
+    CHECK_STATUS(mw_request_peek_into(r, a, 1, 1, &out), MW_STATUS_INVALID_ARGUMENT);
+    CHECK(out.measured && out.end_bytes == 11u << 20);
+    CHECK_STATUS(mw_request_peek_with(r, 987654, 1, 1, &rep), MW_STATUS_INVALID_ARGUMENT);
+    ERR_HAS("request token 987654 is not in flight");
+    /* token 0 (not measured): null / measured false */
+    CHECK_STATUS(mw_request_peek(r, 0, &rep), MW_STATUS_OK);
+    CHECK(rep && strcmp(rep, "null") == 0);
+    mw_string_free(rep);
+    CHECK_STATUS(mw_request_peek_with(r, 0, 1, 1, &rep), MW_STATUS_OK);
+    CHECK(rep && strcmp(rep, "null") == 0);
+    mw_string_free(rep);
+    CHECK_STATUS(mw_request_peek_into(r, 0, 1, 1, &out), MW_STATUS_OK);
+    CHECK(!out.measured && out.end_bytes == 0 && out.headers[0] == '\0');
+    /* NULL out-pointers and freed trackers */
+    CHECK_STATUS(mw_request_begin_with(r, "GET /", 1, &a), MW_STATUS_OK);
+    CHECK_STATUS(mw_request_peek(r, a, NULL), MW_STATUS_NULL_ARGUMENT);
+    ERR_HAS("report_json_out");
+    CHECK_STATUS(mw_request_peek_with(r, a, 1, 1, NULL), MW_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(mw_request_peek_into(r, a, 1, 1, NULL), MW_STATUS_NULL_ARGUMENT);
+    ERR_HAS("report_out");
+    CHECK_STATUS(mw_request_peek(NULL, a, &rep), MW_STATUS_NULL_ARGUMENT);
+    mw_request_free(r);
+    CHECK_STATUS(mw_request_peek(r, a, &rep), MW_STATUS_INVALID_ARGUMENT);
+    ERR_HAS("not a live");
+    CHECK_STATUS(mw_request_peek_into(r, a, 1, 1, &out), MW_STATUS_INVALID_ARGUMENT);
 
     /* sampled out: token 0 */
     CHECK_STATUS(mw_request_new("{\"sample_rate\": 0}", &r), MW_STATUS_OK);

@@ -999,6 +999,13 @@ export interface StreamProcessorOptions {
   thresholds?: { warning?: number, critical?: number }
   cleanupInterval?: number
   performanceCallback?: (metrics: PerformanceMetrics) => void
+  /**
+   * Track the chunks in this tracker instead of one of the processor's own: its statistics
+   * show them, its `maxMemoryUsage` and `thresholds` give the backpressure, and its listeners
+   * get the events admitting a chunk causes. Then `maxMemoryUsage`, `thresholds` and
+   * `cleanupInterval` are the tracker's and may not be given here.
+   */
+  tracker?: ResourceTracker | null
 }
 
 /** A `performance` event: per chunk (`final: false`) and the run's summary (`final: true`). */
@@ -1036,9 +1043,11 @@ export class StreamProcessor extends EventEmitter {
   readonly chunkSize: number
   readonly concurrentStreams: number
   readonly compressionEnabled: boolean
+  /** The `tracker` option, or null when the processor tracks chunks in a tracker of its own. */
+  readonly tracker: ResourceTracker | null
 
   on(event: 'performance', listener: (metrics: PerformanceMetrics) => void): this
-  on(event: 'memoryWarning' | 'memoryCritical', listener: (event: { type: string, usage: number, threshold: number }) => void): this
+  on(event: 'memoryWarning' | 'memoryCritical', listener: (event: { type: string, usage: number, threshold: number, index: number, detail: Record<string, any> }) => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }
 

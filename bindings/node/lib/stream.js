@@ -10,9 +10,10 @@ const { EventEmitter } = require('node:events')
 const fs = require('node:fs')
 const { performance } = require('node:perf_hooks')
 const native = require('../index.js')
+const { ResourceTracker } = require('./tracker.js')
 
 // Keys handled here and never sent to the core.
-const BINDING_KEYS = ['performanceCallback', 'performance_callback']
+const BINDING_KEYS = ['performanceCallback', 'performance_callback', 'tracker']
 
 /** Reads up to `n` bytes from a Readable, exactly `n` unless the stream ends; null at the end. */
 class StreamSource {
@@ -85,7 +86,9 @@ class FileSource {
  * Reads a file or a Readable in chunks of `chunkSize` and runs an async handler on each, at
  * most `concurrentStreams` at once, with backpressure from the chunk tracker. Emits
  * `performance` (per chunk and a final summary with `final: true`), `memoryWarning` and
- * `memoryCritical`.
+ * `memoryCritical`. With `tracker` (a ResourceTracker of yours) the chunks are tracked there:
+ * its statistics show them, its thresholds give the backpressure, and its listeners get the
+ * events that admitting a chunk causes (so do this processor's).
  */
 class StreamProcessor extends EventEmitter {
   constructor (options) {
@@ -94,8 +97,15 @@ class StreamProcessor extends EventEmitter {
       throw new TypeError(`new StreamProcessor(): 'options' must be an object, got ${describeType(options)}`)
     }
     const core = {}
+    this._tracker = null
     for (const [key, value] of Object.entries(options || {})) {
-      if (BINDING_KEYS.includes(key)) {
+      if (key === 'tracker') {
+        if (value === undefined || value === null) continue
+        if (!(value instanceof ResourceTracker)) {
+          throw new TypeError(`new StreamProcessor(): 'tracker' must be a ResourceTracker, got ${describeType(value)}`)
+        }
+        this._tracker = value
+      } else if (BINDING_KEYS.includes(key)) {
         if (value === undefined || value === null) continue
         if (typeof value !== 'function') {
           throw new TypeError(`new StreamProcessor(): '${key}' must be a function, got ${describeType(value)}`)
@@ -105,13 +115,17 @@ class StreamProcessor extends EventEmitter {
         core[key] = value
       }
     }
-    this._native = new native.NativeStreamProcessor(core)
+    this._native = this._tracker === null
+      ? new native.NativeStreamProcessor(core)
+      : new native.NativeStreamProcessor(core, this._tracker._native)
     this._running = false
   }
 
   get chunkSize () { return this._native.chunkSize }
   get concurrentStreams () { return this._native.concurrentStreams }
   get compressionEnabled () { return this._native.compressionEnabled }
+  /** The ResourceTracker given as `tracker`, or null when the processor has its own. */
+  get tracker () { return this._tracker }
 
   /** Config, the last run's counters and `tracker` statistics. */
   getStats () { return this._native.stats() }
@@ -142,6 +156,8 @@ class StreamProcessor extends EventEmitter {
 
   _emitEvents () {
     for (const ev of this._native.pollEvents()) this.emit(ev.type, ev)
+    // The caller's tracker emits what admitting chunks caused, as its own calls do.
+    if (this._tracker !== null && !this._tracker.disposed) this._tracker._emitEvents()
   }
 
   async _run (source, handler) {

@@ -15,6 +15,7 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use crate::tracker::NativeResourceTracker;
 use crate::{guarded, invalid_argument, normalize_numbers};
 
 /// A chunk that may be read now.
@@ -64,11 +65,15 @@ impl Task for Compress {
 #[napi]
 impl NativeStreamProcessor {
     /// `config`: `chunkSize`, `concurrentStreams`, `compressionEnabled`, `maxMemoryUsage`,
-    /// `thresholds`, `cleanupInterval` (snake_case accepted).
+    /// `thresholds`, `cleanupInterval` (snake_case accepted). With `tracker` (the native half of
+    /// a `ResourceTracker`) the chunks are tracked there and the tracker's keys are refused.
     #[napi(constructor)]
-    pub fn new(env: Env, config: Option<Value>) -> Result<Self> {
+    pub fn new(env: Env, config: Option<Value>, tracker: Option<&NativeResourceTracker>) -> Result<Self> {
         let cfg = normalize_numbers(config.unwrap_or(Value::Null));
-        let inner = guarded(&env, || StreamProcessor::from_json(&cfg))?;
+        let inner = guarded(&env, || match tracker {
+            Some(t) => StreamProcessor::from_json_with_tracker(&cfg, t.inner.clone()),
+            None => StreamProcessor::from_json(&cfg),
+        })?;
         Ok(NativeStreamProcessor { inner: Arc::new(inner), tickets: Mutex::new(HashMap::new()) })
     }
 

@@ -8,6 +8,8 @@
 //! emitted by the JS layer.
 
 use memwarden_core::tracker::{CleanupReport, ResourceStats, ResourceTracker, TrackerEvent};
+use std::sync::Arc;
+
 use napi::Env;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -36,7 +38,8 @@ fn stats_json(s: ResourceStats) -> Value {
 /// The native tracker. Use `ResourceTracker` from `lib/index.js`.
 #[napi(js_name = "NativeResourceTracker")]
 pub struct NativeResourceTracker {
-    inner: ResourceTracker,
+    /// Shared with the StreamProcessors it was handed to (`tracker` option).
+    pub(crate) inner: Arc<ResourceTracker>,
 }
 
 #[napi]
@@ -46,7 +49,7 @@ impl NativeResourceTracker {
     pub fn new(env: Env, config: Option<Value>) -> Result<Self> {
         let cfg = normalize_numbers(config.unwrap_or(Value::Null));
         let inner = guarded(&env, || ResourceTracker::from_json(&cfg))?;
-        Ok(NativeResourceTracker { inner })
+        Ok(NativeResourceTracker { inner: Arc::new(inner) })
     }
 
     /// Tracks a resource; `metadata` is its JSON text (the JS layer stringifies it so that

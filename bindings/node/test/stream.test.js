@@ -11,7 +11,7 @@ const path = require('node:path')
 const zlib = require('node:zlib')
 const { Readable } = require('node:stream')
 
-const { StreamProcessor, MemwardenError } = require('..')
+const { StreamProcessor, ResourceTracker, MemwardenError } = require('..')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const DATA = Buffer.from(Array.from({ length: 200_000 + 77 }, (_, i) => (i * 31) % 251))
@@ -193,4 +193,74 @@ test('bad config gives MemwardenError naming the key', () => {
   }
   assert.throws(() => new StreamProcessor([]), TypeError)
   assert.throws(() => new StreamProcessor({ performanceCallback: 3 }), /performanceCallback/)
+})
+
+test('a ResourceTracker of your own: its stats show the chunks, its thresholds give backpressure, its listeners hear', async () => {
+  const tracker = new ResourceTracker({ maxMemoryUsage: 100_000, thresholds: { warning: 0.5, critical: 0.9 } })
+  const warnings = []
+  tracker.on('memoryWarning', (e) => warnings.push(e))
+  const buffer = tracker.trackResource(null, 'buffer', { size: 40_000 })
+  const sp = new StreamProcessor({ chunkSize: 20_000, concurrentStreams: 4, tracker })
+  assert.equal(sp.tracker, tracker)
+  const spWarnings = []
+  sp.on('memoryWarning', (e) => spWarnings.push(e))
+  const during = []
+  const summary = await sp.processFile(file, async () => {
+    during.push(tracker.getMemoryStats())
+    await sleep(2)
+  })
+  assert.equal(summary.chunks, 11)
+  assert.equal(summary.bytes, DATA.length)
+  // 40_000 of the buffer and one chunk pass the tracker's warning level (50_000): one chunk
+  // at a time, though concurrentStreams is 4.
+  assert.equal(summary.peakInFlight, 1)
+  assert.ok(summary.pauses > 0)
+  for (const st of during) {
+    assert.deepEqual(st.byType, { buffer: 1, chunk: 1 })
+    assert.equal(st.totalAllocated, 60_000)
+    assert.equal(st.activeResources, 2)
+  }
+  const st = tracker.getMemoryStats()
+  assert.deepEqual([st.totalAllocated, st.activeResources, st.peakMemoryUsage, st.totalTracked], [40_000, 1, 60_000, 13])
+  assert.deepEqual(tracker.leakReport().chunk, { live: 0, released: 12, collected_unreleased: 0, cleaned_up: 0 })
+  assert.equal(warnings.length, 12, 'every admission crossed the warning level')
+  assert.ok(warnings.every((e) => e.usage === 60_000 && e.threshold === 0.5))
+  assert.deepEqual(spWarnings.map((e) => e.index), Array.from({ length: 12 }, (_, i) => i))
+  tracker.releaseResource(buffer)
+
+  // Without the buffer the same level lets two chunks of 20_000 in at once, never three.
+  const t2 = new ResourceTracker({ maxMemoryUsage: 100_000, thresholds: { warning: 0.5, critical: 0.9 } })
+  const sp2 = new StreamProcessor({ chunkSize: 20_000, concurrentStreams: 4, tracker: t2 })
+  let most = 0
+  const s2 = await sp2.processFile(file, async () => {
+    most = Math.max(most, t2.getMemoryStats().totalAllocated)
+    await sleep(3)
+  })
+  assert.ok(s2.peakInFlight <= 2, `${s2.peakInFlight} in flight`)
+  assert.ok(most <= 50_000 && t2.getMemoryStats().peakMemoryUsage <= 50_000)
+  tracker.dispose()
+  t2.dispose()
+})
+
+test('memoryWarning and memoryCritical of the processor\'s own tracker carry the chunk index', async () => {
+  const sp = new StreamProcessor({ chunkSize: 100_000, concurrentStreams: 1, maxMemoryUsage: 150_000, thresholds: { warning: 0.5, critical: 0.9 } })
+  const warnings = []
+  const critical = []
+  sp.on('memoryWarning', (e) => warnings.push(e))
+  sp.on('memoryCritical', (e) => critical.push(e))
+  await sp.processFile(file, () => {})
+  assert.deepEqual(warnings.map((e) => e.index), [0, 1, 2, 3], '3 chunks and the end-of-input probe')
+  assert.ok(warnings.every((e) => e.type === 'memoryWarning' && e.usage === 100_000 && e.threshold === 0.5))
+  assert.deepEqual(critical, [])
+})
+
+test('the tracker option takes only a ResourceTracker, and not with its keys', () => {
+  for (const bad of [{}, { trackResource () {} }, 3, 'tracker', new StreamProcessor()]) {
+    assert.throws(() => new StreamProcessor({ tracker: bad }), (e) => e instanceof TypeError && /'tracker' must be a ResourceTracker/.test(e.message))
+  }
+  const tracker = new ResourceTracker({ maxMemoryUsage: 1000 })
+  assert.throws(() => new StreamProcessor({ tracker, maxMemoryUsage: 10 }), (e) => e.code === 'MW_INVALID_CONFIG' && /'maxMemoryUsage' is an option of the tracker/.test(e.message))
+  assert.throws(() => new StreamProcessor({ tracker, chunkSize: 2000 }), (e) => e.code === 'MW_INVALID_CONFIG' && /larger than maxMemoryUsage \(1000\)/.test(e.message))
+  assert.equal(new StreamProcessor({ tracker: null }).tracker, null)
+  tracker.dispose()
 })

@@ -33,11 +33,21 @@ use Memwarden\Exception\InvalidConfigException;
  * debug() and dispose() first mark the resources whose object is gone as collected (the
  * leak report's collected_unreleased). Strings, arrays and PHP resources cannot be weakly
  * referenced: they are tracked until released.
+ *
+ * Leak report at exit: with 'reportAtExit' => true (or 'report_at_exit'), or after
+ * debug(['verbose' => true]), a shutdown function (register_shutdown_function) writes
+ * "memwarden: ResourceTracker leak report at exit: {...}" with activeResources,
+ * totalAllocated and leaks to stderr when the script ends, for every such tracker still alive
+ * and not disposed, as the Python and Node bindings do.
  */
 final class ResourceTracker
 {
     public const EVENTS = ['memoryWarning', 'memoryCritical', 'cleanup'];
-    private const BINDING_KEYS = ['gcCallback', 'gc_callback'];
+    private const BINDING_KEYS = ['gcCallback', 'gc_callback', 'reportAtExit', 'report_at_exit'];
+
+    /** @var array<int,\WeakReference> trackers that may report at exit, by object id */
+    private static array $atExit = [];
+    private static bool $shutdownRegistered = false;
 
     private \FFI $ffi;
     private CData $handle;
@@ -53,6 +63,7 @@ final class ResourceTracker
     private $gcCallback;
     private bool $trackingEnabled = true;
     private bool $verbose = false;
+    private bool $reportAtExit = false;
     private ?array $finalReport = null;
 
     /** @param array<string,mixed> $config */
@@ -72,6 +83,24 @@ final class ResourceTracker
             );
         }
         $this->gcCallback = $gc;
+        if (isset($config['reportAtExit'], $config['report_at_exit'])) {
+            throw new InvalidConfigException(
+                "ResourceTracker config: 'reportAtExit' and 'report_at_exit' are the same option; give one",
+                3
+            );
+        }
+        foreach (['reportAtExit', 'report_at_exit'] as $k) {
+            if (array_key_exists($k, $config)) {
+                if (!is_bool($config[$k])) {
+                    throw new InvalidConfigException(
+                        "ResourceTracker config: invalid value for '{$k}': expected true or false, got "
+                        . get_debug_type($config[$k]),
+                        3
+                    );
+                }
+                $this->reportAtExit = $config[$k];
+            }
+        }
         $core = array_diff_key($config, array_flip(self::BINDING_KEYS));
         foreach (['thresholds', 'resourceTracking', 'resource_tracking'] as $k) {
             if (isset($core[$k]) && is_array($core[$k])) {
@@ -84,6 +113,9 @@ final class ResourceTracker
         $this->handle = $out;
         $this->id = $this->ffi->new('uint64_t');
         $this->out = $this->ffi->new('char*');
+        if ($this->reportAtExit) {
+            $this->watchAtExit();
+        }
     }
 
     public function __destruct()
@@ -304,6 +336,9 @@ final class ResourceTracker
             }
             $this->{$prop} = $value;
         }
+        if ($this->verbose) {
+            $this->watchAtExit();
+        }
         $stats = $this->getMemoryStats();
         $resources = [];
         foreach ($this->refs as $id => $ref) {
@@ -321,7 +356,87 @@ final class ResourceTracker
         ];
     }
 
+    /** Whether dispose() was called. */
+    public function isDisposed(): bool
+    {
+        return !isset($this->handle);
+    }
+
+    /**
+     * The native handle, for a StreamProcessor given this tracker ('tracker' option).
+     *
+     * @internal
+     */
+    public function nativeHandle(): CData
+    {
+        return $this->handle();
+    }
+
+    /**
+     * The line the shutdown function writes for this tracker, or null when it writes none
+     * (no reportAtExit or verbose, or disposed).
+     *
+     * @internal
+     */
+    public function exitReportLine(): ?string
+    {
+        if ((!$this->reportAtExit && !$this->verbose) || !isset($this->handle)) {
+            return null;
+        }
+        $this->sweep();
+        if ($this->ffi->mw_tracker_stats($this->handle, \FFI::addr($this->out)) !== 0) {
+            return null;
+        }
+        $stats = Native::decode(Native::takeString($this->out));
+        $line = json_encode([
+            'activeResources' => $stats['activeResources'] ?? 0,
+            'totalAllocated' => $stats['totalAllocated'] ?? 0,
+            'leaks' => (object) ($stats['leaks'] ?? []),
+        ], JSON_UNESCAPED_SLASHES);
+        return "memwarden: ResourceTracker leak report at exit: {$line}\n";
+    }
+
+    /** The shutdown function: every watched tracker still alive writes its line to stderr. */
+    public static function reportAtExit(): void
+    {
+        $trackers = self::$atExit;
+        self::$atExit = [];
+        $stderr = null;
+        foreach ($trackers as $ref) {
+            $tracker = $ref->get();
+            if ($tracker === null) {
+                continue;
+            }
+            try {
+                $line = $tracker->exitReportLine();
+            } catch (\Throwable $e) {
+                $line = 'memwarden: ResourceTracker leak report at exit failed: ' . $e->getMessage() . "\n";
+            }
+            if ($line === null) {
+                continue;
+            }
+            $stderr ??= defined('STDERR') ? STDERR : fopen('php://stderr', 'wb');
+            if ($stderr !== false) {
+                fwrite($stderr, $line);
+            }
+        }
+    }
+
     // ---- internals ------------------------------------------------------------
+
+    private function watchAtExit(): void
+    {
+        foreach (self::$atExit as $id => $ref) {
+            if ($ref->get() === null) {
+                unset(self::$atExit[$id]);
+            }
+        }
+        self::$atExit[spl_object_id($this)] = \WeakReference::create($this);
+        if (!self::$shutdownRegistered) {
+            self::$shutdownRegistered = true;
+            register_shutdown_function([self::class, 'reportAtExit']);
+        }
+    }
 
     private function handle(): CData
     {

@@ -19,11 +19,15 @@ use Memwarden\Exception\MemwardenException;
  * are handled sequentially, in order, each read only after the previous one was handled, so
  * at most one chunk is in memory. Options: `chunkSize` (bytes or '1M'), `concurrentStreams`,
  * `compressionEnabled`, `maxMemoryUsage` (bytes or '64M'), `thresholds`, `cleanupInterval`
- * (snake_case aliases accepted), and `performanceCallback`.
+ * (snake_case aliases accepted), `performanceCallback`, and `tracker`: a ResourceTracker of
+ * yours to track the chunks in (its statistics show them, its maxMemoryUsage and thresholds
+ * decide when reading pauses, its listeners get the events admitting a chunk causes; the
+ * tracker's own keys may then not be given here).
  */
 final class StreamProcessor
 {
     private const BINDING_KEYS = ['performanceCallback', 'performance_callback'];
+    public const EVENTS = ['performance', 'memoryWarning', 'memoryCritical'];
 
     private \FFI $ffi;
     private ?CData $handle;
@@ -33,12 +37,25 @@ final class StreamProcessor
     private array $listeners = [];
     /** @var array{index:int,offset:int,size:int}|null */
     private ?array $lastFailure = null;
+    private ?ResourceTracker $tracker = null;
 
     /** @param array<string,mixed> $options */
     public function __construct(array $options = [])
     {
         $core = [];
         foreach ($options as $key => $value) {
+            if ($key === 'tracker') {
+                if ($value === null) {
+                    continue;
+                }
+                if (!$value instanceof ResourceTracker) {
+                    throw new \TypeError(
+                        "StreamProcessor: 'tracker' must be a Memwarden\\ResourceTracker, got " . get_debug_type($value)
+                    );
+                }
+                $this->tracker = $value;
+                continue;
+            }
             if (in_array($key, self::BINDING_KEYS, true)) {
                 if ($value === null) {
                     continue;
@@ -56,7 +73,11 @@ final class StreamProcessor
         $this->ffi = Native::ffi();
         $json = $core === [] ? '{}' : json_encode($core, JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION);
         $out = $this->ffi->new('mw_stream*');
-        Native::check($this->ffi->mw_stream_new($json, \FFI::addr($out)));
+        if ($this->tracker === null) {
+            Native::check($this->ffi->mw_stream_new($json, \FFI::addr($out)));
+        } else {
+            Native::check($this->ffi->mw_stream_new_with_tracker($json, $this->tracker->nativeHandle(), \FFI::addr($out)));
+        }
         $this->handle = $out;
         $stats = $this->stats();
         $this->chunkSize = (int) $stats['chunkSize'];
@@ -71,10 +92,14 @@ final class StreamProcessor
         }
     }
 
-    /** Registers $callback for 'performance', 'memoryWarning' or 'memoryCritical'. */
+    /**
+     * Registers $callback for 'performance' (per chunk, and the summary with 'final' true),
+     * 'memoryWarning' or 'memoryCritical' (the chunk tracker crossed a threshold when a chunk
+     * was admitted; the event has the chunk's 'index').
+     */
     public function on(string $event, callable $callback): self
     {
-        if (!in_array($event, ['performance', 'memoryWarning', 'memoryCritical'], true)) {
+        if (!in_array($event, self::EVENTS, true)) {
             throw new InvalidArgumentException(
                 "StreamProcessor::on(): unknown event '{$event}'; expected 'performance', 'memoryWarning' or 'memoryCritical'"
             );
@@ -264,15 +289,24 @@ final class StreamProcessor
         return $this->chunkSize;
     }
 
+    /** The ResourceTracker given as 'tracker', or null when the processor has its own. */
+    public function getTracker(): ?ResourceTracker
+    {
+        return $this->tracker;
+    }
+
     private function dispatch(): void
     {
-        if ($this->listeners === []) {
-            return;
-        }
-        foreach ($this->pollEvents() as $ev) {
-            foreach ($this->listeners[$ev['type']] ?? [] as $cb) {
-                $cb($ev);
+        if ($this->listeners !== []) {
+            foreach ($this->pollEvents() as $ev) {
+                foreach ($this->listeners[$ev['type']] ?? [] as $cb) {
+                    $cb($ev);
+                }
             }
+        }
+        // The caller's tracker delivers what admitting chunks caused, as its own calls do.
+        if ($this->tracker !== null && !$this->tracker->isDisposed()) {
+            $this->tracker->pollEvents();
         }
     }
 

@@ -349,6 +349,89 @@ final class ResourceTrackerTest extends TestCase
         yield 'negative max' => [['maxMemoryUsage' => -5], 'maxMemoryUsage'];
         yield 'both spellings' => [['maxMemoryUsage' => 1, 'max_memory_usage' => 1], 'same option'];
         yield 'gcCallback not callable' => [['gcCallback' => 5], 'gcCallback'];
+        yield 'reportAtExit not a bool' => [['reportAtExit' => 'yes'], "'reportAtExit'"];
+        yield 'report_at_exit not a bool' => [['report_at_exit' => 1], "'report_at_exit'"];
+        yield 'both exit spellings' => [['reportAtExit' => true, 'report_at_exit' => true], 'same option'];
+    }
+
+    /** @return array{0:int,1:string,2:string} exit code, stdout and stderr of a fresh `php` running $code */
+    private function runPhp(string $code): array
+    {
+        $script = 'require ' . var_export(dirname(__DIR__) . '/autoload.php', true) . ';' . $code;
+        $proc = proc_open([PHP_BINARY, '-d', 'ffi.enable=1', '-r', $script], [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+        $this->assertIsResource($proc);
+        $out = (string) stream_get_contents($pipes[1]);
+        $err = (string) stream_get_contents($pipes[2]);
+        fclose($pipes[1]);
+        fclose($pipes[2]);
+        return [proc_close($proc), $out, $err];
+    }
+
+    /** @return list<array<string,mixed>> the reports a child wrote to stderr, decoded */
+    private static function exitReports(string $stderr): array
+    {
+        $prefix = 'memwarden: ResourceTracker leak report at exit: ';
+        $reports = [];
+        foreach (explode("\n", $stderr) as $line) {
+            if (str_starts_with($line, $prefix)) {
+                $reports[] = json_decode(substr($line, strlen($prefix)), true, 512, JSON_THROW_ON_ERROR);
+            }
+        }
+        return $reports;
+    }
+
+    public function testLeakReportAtExitOnRequest(): void
+    {
+        [$code, $out, $err] = $this->runPhp(<<<'PHP'
+            $t = new Memwarden\ResourceTracker(['reportAtExit' => true]);
+            $t->trackResource(null, 'chunk', ['size' => 100]);
+            $done = $t->trackResource(null, 'chunk', ['size' => 5]);
+            $t->releaseResource($done);
+            $lost = new stdClass();
+            $t->trackResource($lost, 'buffer', ['size' => 7]);
+            unset($lost);                                   // collected without a release
+            $quiet = new Memwarden\ResourceTracker();      // not asked: no report
+            $quiet->trackResource(null, 'chunk', ['size' => 1]);
+            $gone = new Memwarden\ResourceTracker(['report_at_exit' => true]);
+            $gone->dispose();                               // disposed: nothing left to report
+            echo "script done\n";
+            PHP);
+        $this->assertSame(0, $code, $err);
+        $this->assertSame("script done\n", $out, 'the report goes to stderr, not stdout');
+        $reports = self::exitReports($err);
+        $this->assertCount(1, $reports, $err);
+        $this->assertSame(1, $reports[0]['activeResources']);
+        $this->assertSame(100, $reports[0]['totalAllocated']);
+        $this->assertEquals(['live' => 1, 'released' => 1, 'collected_unreleased' => 0, 'cleaned_up' => 0], $reports[0]['leaks']['chunk']);
+        $this->assertEquals(['live' => 0, 'released' => 0, 'collected_unreleased' => 1, 'cleaned_up' => 0], $reports[0]['leaks']['buffer']);
+    }
+
+    public function testVerboseDebugAlsoReportsAtExitAndAFatalErrorStillReports(): void
+    {
+        [$code, $out, $err] = $this->runPhp(<<<'PHP'
+            $t = new Memwarden\ResourceTracker();
+            $t->debug(['verbose' => true]);
+            $t->trackResource(null, 'chunk', ['size' => 3]);
+            $u = new Memwarden\ResourceTracker(['reportAtExit' => true]);
+            $u->trackResource(null, 'image', ['size' => 9]);
+            throw new RuntimeException('the script died');
+            PHP);
+        $this->assertSame(255, $code, $err);
+        $this->assertStringContainsString('the script died', $out . $err);
+        $reports = self::exitReports($err);
+        $this->assertCount(2, $reports, $err);
+        $this->assertSame(['chunk'], array_keys($reports[0]['leaks']));
+        $this->assertSame(['image'], array_keys($reports[1]['leaks']));
+        $this->assertSame(9, $reports[1]['totalAllocated']);
+
+        [$code, , $err] = $this->runPhp(<<<'PHP'
+            $t = new Memwarden\ResourceTracker();
+            $t->debug(['verbose' => true]);
+            $t->debug(['verbose' => false]);
+            $t->trackResource(null, 'chunk', ['size' => 3]);
+            PHP);
+        $this->assertSame(0, $code, $err);
+        $this->assertSame([], self::exitReports($err), 'verbose switched off again: no report');
     }
 
     /**

@@ -7,6 +7,7 @@ namespace Memwarden\Tests;
 use Memwarden\Exception\InvalidArgumentException;
 use Memwarden\Exception\InvalidConfigException;
 use Memwarden\Exception\IoException;
+use Memwarden\ResourceTracker;
 use Memwarden\StreamProcessor;
 use PHPUnit\Framework\TestCase;
 
@@ -193,5 +194,109 @@ final class StreamProcessorTest extends TestCase
         }
         $this->expectException(InvalidArgumentException::class);
         new StreamProcessor(['performanceCallback' => 3]);
+    }
+    public function testATrackerOfYourOwnSeesTheChunksAndHearsTheirEvents(): void
+    {
+        $tracker = new ResourceTracker(['maxMemoryUsage' => 100_000, 'thresholds' => ['warning' => 0.5, 'critical' => 0.9]]);
+        $warnings = [];
+        $tracker->on('memoryWarning', function (array $e) use (&$warnings): void {
+            $warnings[] = $e;
+        });
+        $buffer = $tracker->trackResource(null, 'buffer', ['size' => 40_000]);
+        $sp = new StreamProcessor(['chunkSize' => 20_000, 'tracker' => $tracker]);
+        $this->assertSame($tracker, $sp->getTracker());
+        $spWarnings = [];
+        $sp->on('memoryWarning', function (array $e) use (&$spWarnings): void {
+            $spWarnings[] = $e['index'];
+        });
+        $during = [];
+        $summary = $sp->processFile($this->file, function (string $chunk) use ($tracker, &$during): void {
+            $during[] = $tracker->getMemoryStats();
+        });
+        $this->assertSame(11, $summary['chunks']);
+        $this->assertCount(11, $during);
+        foreach ($during as $st) {
+            $this->assertSame(['buffer' => 1, 'chunk' => 1], $st['byType']);
+            $this->assertSame(60_000, $st['totalAllocated']);
+        }
+        $st = $tracker->getMemoryStats();
+        $this->assertSame([40_000, 1, 60_000, 13], [$st['totalAllocated'], $st['activeResources'], $st['peakMemoryUsage'], $st['totalTracked']]);
+        $this->assertEquals(['live' => 0, 'released' => 12, 'collected_unreleased' => 0, 'cleaned_up' => 0], $tracker->leakReport()['chunk']);
+        // Each admission took the tracker past its warning level (50_000); both heard it.
+        $this->assertCount(12, $warnings);
+        foreach ($warnings as $e) {
+            $this->assertSame(60_000, $e['usage']);
+        }
+        $this->assertSame(range(0, 11), $spWarnings);
+        $tracker->releaseResource($buffer);
+    }
+
+    public function testTheTrackersBudgetBoundsTheChunks(): void
+    {
+        // PHP handles one chunk at a time, so reading never waits here (the backpressure from a
+        // tracker's thresholds is tested with chunks in flight at once in C, Python and Node);
+        // the tracker's maxMemoryUsage still bounds the chunk size.
+        $tracker = new ResourceTracker(['maxMemoryUsage' => 50_000]);
+        $sp = new StreamProcessor(['chunkSize' => 20_000, 'tracker' => $tracker]);
+        $tracker->trackResource(null, 'buffer', ['size' => 45_000]);
+        $summary = $sp->processFile($this->file, function (): void {
+        });
+        $this->assertSame(1, $summary['peakInFlight']);
+        $this->assertSame(65_000, $tracker->getMemoryStats()['peakMemoryUsage'], 'one chunk is always admitted when none is in flight');
+        $this->expectException(InvalidConfigException::class);
+        $this->expectExceptionMessage('larger than maxMemoryUsage (50000)');
+        new StreamProcessor(['chunkSize' => 60_000, 'tracker' => $tracker]);
+    }
+
+    public function testMemoryWarningAndCriticalEventsCarryTheChunkIndex(): void
+    {
+        $sp = new StreamProcessor(['chunkSize' => 100_000, 'maxMemoryUsage' => 150_000, 'thresholds' => ['warning' => 0.5, 'critical' => 0.9]]);
+        $warnings = [];
+        $critical = [];
+        $sp->on('memoryWarning', function (array $e) use (&$warnings): void {
+            $warnings[] = $e;
+        });
+        $sp->on('memoryCritical', function (array $e) use (&$critical): void {
+            $critical[] = $e;
+        });
+        $sp->processFile($this->file, function (): void {
+        });
+        $this->assertSame([0, 1, 2, 3], array_column($warnings, 'index'), '3 chunks and the end-of-input probe');
+        $this->assertSame([100_000], array_values(array_unique(array_column($warnings, 'usage'))));
+        $this->assertSame([], $critical);
+
+        $sp = new StreamProcessor(['chunkSize' => 100_000, 'maxMemoryUsage' => 150_000, 'thresholds' => ['warning' => 0.3, 'critical' => 0.6]]);
+        $sp->on('memoryCritical', function (array $e) use (&$critical): void {
+            $critical[] = $e;
+        });
+        $sp->processFile($this->file, function (): void {
+        });
+        $this->assertSame([0, 1, 2, 3], array_column($critical, 'index'));
+    }
+
+    public function testTheTrackerOptionTakesOnlyAResourceTracker(): void
+    {
+        foreach ([new \stdClass(), 'tracker', 3, ['maxMemoryUsage' => 1]] as $bad) {
+            try {
+                new StreamProcessor(['tracker' => $bad]);
+                $this->fail('accepted ' . get_debug_type($bad));
+            } catch (\TypeError $e) {
+                $this->assertStringContainsString("'tracker' must be a Memwarden\\ResourceTracker, got " . get_debug_type($bad), $e->getMessage());
+            }
+        }
+        $tracker = new ResourceTracker(['maxMemoryUsage' => 1000]);
+        try {
+            new StreamProcessor(['tracker' => $tracker, 'maxMemoryUsage' => 10]);
+            $this->fail('accepted maxMemoryUsage with a tracker');
+        } catch (InvalidConfigException $e) {
+            $this->assertStringContainsString("'maxMemoryUsage' is an option of the tracker", $e->getMessage());
+        }
+        $this->assertNull((new StreamProcessor(['tracker' => null]))->getTracker());
+        try {
+            (new StreamProcessor())->on('progress', 'print_r');
+            $this->fail('accepted an unknown event');
+        } catch (InvalidArgumentException $e) {
+            $this->assertStringContainsString("'performance', 'memoryWarning' or 'memoryCritical'", $e->getMessage());
+        }
     }
 }

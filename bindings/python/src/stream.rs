@@ -9,7 +9,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
@@ -17,11 +17,32 @@ use serde_json::Value;
 
 use memwarden_core::{Error, StreamProcessor};
 
-use crate::convert::{json_to_py, py_to_json_for};
-use crate::errors::to_pyerr;
+use crate::convert::{json_to_py, py_to_json_for, type_name};
+use crate::errors::{capture, invalid_argument, to_pyerr};
+use crate::tracker::PyResourceTracker;
 
 /// Keys handled here, never sent to the core.
-const BINDING_KEYS: &[&str] = &["performance_callback", "performanceCallback"];
+const BINDING_KEYS: &[&str] = &["performance_callback", "performanceCallback", "tracker"];
+
+/// The events a StreamProcessor emits (as Node's does), with their snake_case aliases.
+fn event_name(py: Python<'_>, event: &str) -> PyResult<&'static str> {
+    Ok(match event {
+        "performance" => "performance",
+        "memoryWarning" | "memory_warning" => "memoryWarning",
+        "memoryCritical" | "memory_critical" => "memoryCritical",
+        other => {
+            return Err(invalid_argument(
+                py,
+                format!(
+                    "StreamProcessor.on(): unknown event '{other}'; the events are 'performance', \
+                     'memoryWarning' (or 'memory_warning') and 'memoryCritical' (or 'memory_critical')"
+                ),
+            ));
+        }
+    })
+}
+
+type Listeners = Arc<Mutex<Vec<(&'static str, Py<PyAny>)>>>;
 
 /// Exceptions raised by Python code during one run (handler, reader, listener): the first is
 /// re-raised when the run returns.
@@ -108,8 +129,10 @@ impl Read for PyReader {
 #[pyclass(name = "StreamProcessor", module = "memwarden", frozen)]
 pub struct PyStreamProcessor {
     core: Arc<StreamProcessor>,
-    listeners: Arc<Mutex<Vec<Py<PyAny>>>>,
+    listeners: Listeners,
     slot: Slot,
+    /// The caller's tracker (`tracker=`), kept alive while the processor uses it.
+    tracker: Option<Py<PyResourceTracker>>,
 }
 
 fn info<'py>(py: Python<'py>, index: u64, offset: u64, size: u64) -> PyResult<Bound<'py, PyDict>> {
@@ -166,7 +189,12 @@ impl PyStreamProcessor {
                 })
             })
         };
-        let result = py.detach(|| go(&core, &call));
+        // Listeners of the caller's tracker run on this thread (the one that reads the chunks):
+        // their first exception is re-raised after the run, as the tracker's own calls do.
+        let (result, tracker_err) = capture(|| py.detach(|| go(&core, &call)));
+        if let Some(e) = tracker_err {
+            self.slot.keep(e);
+        }
         let pending = self.slot.take();
         match result {
             Ok(summary) => match pending {
@@ -205,9 +233,22 @@ impl PyStreamProcessor {
     fn new(py: Python<'_>, config: Option<&Bound<'_, PyDict>>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let mut cfg = serde_json::Map::new();
         let mut perf: Option<Py<PyAny>> = None;
+        let mut tracker: Option<Py<PyResourceTracker>> = None;
         for d in [config, options].into_iter().flatten() {
             for (k, v) in d.iter() {
                 let k: String = k.extract()?;
+                if k == "tracker" {
+                    if !v.is_none() {
+                        let t = v.cast::<PyResourceTracker>().map_err(|_| {
+                            PyTypeError::new_err(format!(
+                                "StreamProcessor: 'tracker' must be a memwarden.ResourceTracker, got {}",
+                                type_name(&v)
+                            ))
+                        })?;
+                        tracker = Some(t.clone().unbind());
+                    }
+                    continue;
+                }
                 if BINDING_KEYS.contains(&k.as_str()) {
                     if !v.is_none() {
                         if !v.is_callable() {
@@ -224,16 +265,25 @@ impl PyStreamProcessor {
             }
         }
         let v = Value::Object(cfg);
-        let core = Arc::new(py.detach(|| StreamProcessor::from_json(&v)).map_err(|e| to_pyerr(py, e, None))?);
-        let listeners: Arc<Mutex<Vec<Py<PyAny>>>> = Arc::new(Mutex::new(perf.into_iter().collect()));
+        let shared = tracker.as_ref().map(|t| t.get().core());
+        let core = Arc::new(
+            py.detach(|| match shared {
+                Some(t) => StreamProcessor::from_json_with_tracker(&v, t),
+                None => StreamProcessor::from_json(&v),
+            })
+            .map_err(|e| to_pyerr(py, e, None))?,
+        );
+        let listeners: Listeners = Arc::new(Mutex::new(perf.into_iter().map(|f| ("performance", f)).collect()));
         let slot = Slot::default();
         let (l, s) = (listeners.clone(), slot.clone());
-        core.set_performance_callback(Some(Arc::new(move |ev: &Value| {
-            if l.lock().is_empty() {
+        core.set_event_callback(Some(Arc::new(move |ev: &Value| {
+            let Some(ty) = ev["type"].as_str() else { return };
+            if !l.lock().iter().any(|(n, _)| *n == ty) {
                 return;
             }
             Python::attach(|py| {
-                let cbs: Vec<Py<PyAny>> = l.lock().iter().map(|c| c.clone_ref(py)).collect();
+                let cbs: Vec<Py<PyAny>> =
+                    l.lock().iter().filter(|(n, _)| *n == ty).map(|(_, c)| c.clone_ref(py)).collect();
                 let Ok(obj) = json_to_py(py, ev) else { return };
                 for cb in cbs {
                     if let Err(e) = cb.call1(py, (obj.clone(),)) {
@@ -242,23 +292,30 @@ impl PyStreamProcessor {
                 }
             })
         })));
-        Ok(PyStreamProcessor { core, listeners, slot })
+        Ok(PyStreamProcessor { core, listeners, slot, tracker })
     }
 
-    /// Registers `callback(metrics)` for `"performance"` events (per chunk, and the summary with
-    /// `final` True). Returns the callback, so it works as a decorator factory's result.
+    /// Registers `callback(event)` for `"performance"` (per chunk, and the summary with `final`
+    /// True), `"memoryWarning"` / `"memory_warning"` or `"memoryCritical"` / `"memory_critical"`
+    /// (the chunk tracker crossed a threshold when a chunk was admitted). Returns the callback,
+    /// so it works as a decorator factory's result.
     fn on(&self, py: Python<'_>, event: &str, callback: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        if event != "performance" {
-            return Err(PyValueError::new_err(format!(
-                "StreamProcessor.on(): unknown event '{event}'; the only event is 'performance'"
+        let name = event_name(py, event)?;
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "StreamProcessor.on() argument 'callback' must be callable, got {}",
+                type_name(&callback)
             )));
         }
-        if !callback.is_callable() {
-            return Err(PyTypeError::new_err("StreamProcessor.on(): 'callback' must be callable"));
-        }
         let c = callback.unbind();
-        self.listeners.lock().push(c.clone_ref(py));
+        self.listeners.lock().push((name, c.clone_ref(py)));
         Ok(c)
+    }
+
+    /// The ResourceTracker given as `tracker=`, or None when the processor has its own.
+    #[getter]
+    fn tracker(&self, py: Python<'_>) -> Option<Py<PyResourceTracker>> {
+        self.tracker.as_ref().map(|t| t.clone_ref(py))
     }
 
     /// Reads the file at `path` in chunks and calls `handler(chunk)` (or `handler(chunk, info)`

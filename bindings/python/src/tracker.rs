@@ -103,7 +103,8 @@ fn log(py: Python<'_>, msg: &str) {
 }
 
 struct Inner {
-    core: ResourceTracker,
+    /// Shared with the StreamProcessors it was handed to (`tracker=`).
+    core: Arc<ResourceTracker>,
     callbacks: Arc<Callbacks>,
     /// id -> its `weakref.finalize`, detached on release.
     finalizers: Mutex<HashMap<u64, Py<PyAny>>>,
@@ -314,6 +315,13 @@ pub struct PyResourceTracker {
     inner: Arc<Inner>,
 }
 
+impl PyResourceTracker {
+    /// The core tracker, for a StreamProcessor that tracks its chunks here.
+    pub(crate) fn core(&self) -> Arc<ResourceTracker> {
+        self.inner.core.clone()
+    }
+}
+
 #[pymethods]
 impl PyResourceTracker {
     #[new]
@@ -361,7 +369,7 @@ impl PyResourceTracker {
             }
         }
         let cfg = TrackerConfig::from_json(&Value::Object(core_cfg)).map_err(|e| to_pyerr(py, e, None))?;
-        let core = ResourceTracker::new(cfg);
+        let core = Arc::new(ResourceTracker::new(cfg));
         let callbacks = Arc::new(Callbacks::default());
         let cb = callbacks.clone();
         core.set_event_callback(Some(Arc::new(move |e: &TrackerEvent| cb.emit(e))));

@@ -210,3 +210,122 @@ def test_bad_config(options, text):
 def test_bad_performance_callback():
     with pytest.raises(TypeError, match="performance_callback"):
         StreamProcessor(performance_callback=3)
+
+
+def test_memory_warning_and_critical_events_of_the_chunk_tracker(data_file):
+    # 100_000 of 150_000 is 0.67: past warning (0.5), not critical (0.9). Each admission crosses
+    # it, each release goes back below: 3 chunks and the end-of-input probe, 4 events.
+    sp = StreamProcessor(chunk_size=100_000, concurrent_streams=1, max_memory_usage=150_000,
+                         thresholds={"warning": 0.5, "critical": 0.9})
+    warnings, snake, critical = [], [], []
+    sp.on("memoryWarning", warnings.append)
+    sp.on("memory_warning", snake.append)
+    sp.on("memoryCritical", critical.append)
+    sp.process_file(data_file, lambda c: None)
+    assert len(warnings) == 4 and warnings == snake and critical == []
+    for i, e in enumerate(warnings):
+        assert e["type"] == "memoryWarning" and e["index"] == i
+        assert e["usage"] == 100_000 and e["threshold"] == 0.5
+    assert [e["type"] for e in sp.poll_events()].count("memoryWarning") == 4
+
+    sp = StreamProcessor(chunk_size=100_000, concurrent_streams=1, max_memory_usage=150_000,
+                         thresholds={"warning": 0.3, "critical": 0.6})
+    warnings, critical, snake = [], [], []
+    sp.on("memoryWarning", warnings.append)
+    sp.on("memoryCritical", critical.append)
+    sp.on("memory_critical", snake.append)
+    sp.process_file(data_file, lambda c: None)
+    assert warnings == [] and len(critical) == 4 and critical == snake
+    assert all(e["threshold"] == 0.6 for e in critical)
+
+
+def test_unknown_event_names_the_known_ones():
+    sp = StreamProcessor()
+    with pytest.raises(ValueError, match="unknown event 'progress'") as exc:
+        sp.on("progress", print)
+    assert isinstance(exc.value, memwarden.InvalidArgumentError)
+    for name in ("'performance'", "'memoryWarning'", "'memory_warning'", "'memoryCritical'", "'memory_critical'"):
+        assert name in str(exc.value)
+    with pytest.raises(TypeError, match="callable"):
+        sp.on("memoryWarning", 3)
+
+
+def test_a_tracker_of_your_own_sees_the_chunks_and_gives_backpressure(data_file):
+    tracker = memwarden.ResourceTracker(max_memory_usage=100_000,
+                                        thresholds={"warning": 0.5, "critical": 0.9})
+    warnings = []
+    tracker.on("memoryWarning", warnings.append)
+    buffer = tracker.track_resource(None, "buffer", size=40_000)
+    sp = StreamProcessor(chunk_size=20_000, concurrent_streams=4, tracker=tracker)
+    assert sp.tracker is tracker
+    sp_warnings = []
+    sp.on("memory_warning", sp_warnings.append)
+    during = []
+
+    def handler(chunk):
+        during.append(tracker.get_memory_stats())
+        time.sleep(0.002)
+
+    summary = sp.process_file(data_file, handler)
+    assert summary["chunks"] == 11 and summary["bytes"] == len(DATA)
+    # The buffer's 40_000 and one chunk pass the tracker's warning level (50_000): one chunk at
+    # a time, though concurrent_streams is 4.
+    assert summary["peakInFlight"] == 1 and summary["pauses"] > 0
+    for st in during:
+        assert st["byType"] == {"buffer": 1, "chunk": 1}
+        assert st["totalAllocated"] == 60_000 and st["activeResources"] == 2
+    st = tracker.get_memory_stats()
+    assert (st["totalAllocated"], st["activeResources"], st["peakMemoryUsage"]) == (40_000, 1, 60_000)
+    assert st["totalTracked"] == 13  # the buffer, 11 chunks and the end-of-input probe
+    assert tracker.leak_report()["chunk"] == {"live": 0, "released": 12, "collected_unreleased": 0, "cleaned_up": 0}
+    # Every admission took the tracker over its warning level: its listeners and the processor's heard it.
+    assert len(warnings) == len(sp_warnings) == 12
+    assert all(e["usage"] == 60_000 for e in warnings)
+    assert [e["index"] for e in sp_warnings] == list(range(12))
+    assert sp.stats()["tracker"]["totalTracked"] == 13
+    tracker.release_resource(buffer)
+
+    # Without the buffer, the same warning level lets two chunks of 20_000 in at once.
+    tracker = memwarden.ResourceTracker(max_memory_usage=100_000, thresholds={"warning": 0.5, "critical": 0.9})
+    sp = StreamProcessor({"chunkSize": 20_000, "concurrentStreams": 4, "tracker": tracker})
+    most = 0
+
+    def slow(chunk):
+        nonlocal most
+        most = max(most, tracker.get_memory_stats()["totalAllocated"])
+        time.sleep(0.003)
+
+    summary = sp.process_file(data_file, slow)
+    assert summary["peakInFlight"] <= 2 and most <= 50_000
+    assert tracker.get_memory_stats()["peakMemoryUsage"] <= 50_000
+
+
+def test_a_tracker_listener_error_is_reraised_after_the_run(data_file):
+    tracker = memwarden.ResourceTracker(max_memory_usage=100_000, thresholds={"warning": 0.1, "critical": 0.9})
+
+    calls = []
+
+    def bad(e):
+        calls.append(e["usage"])
+        if len(calls) == 1:  # later ones would go to sys.unraisablehook, as the tracker's own do
+            raise KeyError("tracker listener broke")
+
+    tracker.on("memoryWarning", bad)
+    sp = StreamProcessor(chunk_size=20_000, concurrent_streams=1, tracker=tracker)
+    with pytest.raises(KeyError, match="tracker listener broke"):
+        sp.process_file(data_file, lambda c: None)
+    assert len(calls) == 12, "the run went on: 11 chunks and the end-of-input probe"
+    assert tracker.get_memory_stats()["activeResources"] == 0
+
+
+def test_bad_tracker_option():
+    with pytest.raises(TypeError, match="'tracker' must be a memwarden.ResourceTracker, got dict"):
+        StreamProcessor(tracker={"maxMemoryUsage": 10})
+    with pytest.raises(TypeError, match="'tracker'"):
+        StreamProcessor(tracker=StreamProcessor())
+    tracker = memwarden.ResourceTracker(max_memory_usage=1000)
+    with pytest.raises(memwarden.ConfigError, match="'max_memory_usage' is an option of the tracker"):
+        StreamProcessor(tracker=tracker, max_memory_usage=10)
+    with pytest.raises(memwarden.ConfigError, match="larger than maxMemoryUsage"):
+        StreamProcessor(tracker=tracker, chunk_size=2000)
+    assert StreamProcessor(tracker=None).tracker is None

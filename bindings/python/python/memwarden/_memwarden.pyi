@@ -803,13 +803,24 @@ class StreamProcessor:
     whatever the input size. ``compression_enabled`` hands the handler gzip (one member per
     chunk). Options (camelCase or snake_case): ``chunk_size`` (bytes or ``"1M"``),
     ``concurrent_streams``, ``compression_enabled``, ``max_memory_usage`` (bytes or ``"64M"``),
-    ``thresholds``, ``cleanup_interval``, ``performance_callback(metrics)``.
+    ``thresholds``, ``cleanup_interval``, ``performance_callback(metrics)``, and ``tracker``: a
+    ``ResourceTracker`` of yours to track the chunks in (its statistics show them, its
+    ``max_memory_usage`` and ``thresholds`` give the backpressure, its listeners get the events
+    admitting a chunk causes, on the thread that reads; the tracker's own keys may then not be
+    given, and anything but a ResourceTracker is a ``TypeError``).
     """
 
     def __new__(cls, config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "StreamProcessor": ...
     def on(self, event: str, callback: _F) -> _F:
-        """Registers ``callback(metrics)`` for ``"performance"`` (``speed``, ``memoryUsage``,
-        ``processingTime``, ``chunks``, ``bytes``; per chunk, and a summary with ``final`` True)."""
+        """Registers ``callback(event)`` for ``"performance"`` (``speed``, ``memoryUsage``,
+        ``processingTime``, ``chunks``, ``bytes``; per chunk, and a summary with ``final`` True),
+        ``"memoryWarning"`` / ``"memory_warning"`` or ``"memoryCritical"`` /
+        ``"memory_critical"`` (``usage``, ``threshold``, ``detail``, ``index``: admitting chunk
+        ``index`` took the chunk tracker over a threshold). Another name raises
+        ``InvalidArgumentError`` (a ``ValueError``)."""
+    @property
+    def tracker(self) -> Optional[ResourceTracker]:
+        """The ``tracker`` option, or None when the processor tracks chunks in its own."""
     def process_file(self, path: Union[str, "os.PathLike[str]"], handler: Callable[..., Any]) -> Dict[str, Any]:
         """Calls ``handler(chunk)`` or ``handler(chunk, info)`` (``info``: ``index``, ``offset``,
         ``size``) for every chunk of the file; returns the summary."""
