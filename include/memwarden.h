@@ -512,7 +512,9 @@ mw_status mw_alert_set_event_callback(mw_alert *a, mw_alert_event_fn callback, v
 // doubled per retry), `parallel_chunks` (1), `key_column` (the table's primary key),
 // `pagination` (`"keyset"`, `"cursor"` (PostgreSQL), `"offset"`), `checkpoint` (a file path),
 // `checkpoint_fsync`, `exact_count`, `prefetch`, `row_format`, `user`, `password`,
-// `connect_timeout` (10 s).
+// `connect_timeout` (10 s), `allow_shared_sqlite_file` (false: a SQLite file this process
+// already holds open outside memwarden, through another SQLite library, is refused with
+// `MW_STATUS_INVALID_ARGUMENT`, because the two libraries do not see each other's locks).
 //
 // Returns `MW_STATUS_INVALID_ARGUMENT` for a malformed connection string,
 // `MW_STATUS_DATABASE` when the server cannot be reached, `MW_STATUS_INVALID_CONFIG` for a bad

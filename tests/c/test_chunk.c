@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include "memwarden.h"
 
 #include "check.h"
@@ -236,12 +238,32 @@ static void test_bad_input(const char *url) {
     mw_chunk_free(NULL);
 }
 
+/* A descriptor of the program's own on the file stands for a second SQLite library (the
+ * system's libsqlite3, say): memwarden's bundled SQLite would not see its locks. */
+static void test_file_held_open_elsewhere(const char *url, const char *path) {
+    int fd = open(path, O_RDONLY);
+    CHECK(fd >= 0);
+    mw_chunk *p = NULL;
+    CHECK_STATUS(mw_chunk_open(url, NULL, &p), MW_STATUS_INVALID_ARGUMENT);
+    CHECK(p == NULL);
+    ERR_HAS("two SQLite libraries in one process");
+    ERR_HAS("allow_shared_sqlite_file");
+    CHECK_STATUS(mw_chunk_open(url, "{\"allow_shared_sqlite_file\": true}", &p), MW_STATUS_OK);
+    mw_chunk_free(p);
+    close(fd);
+    p = NULL;
+    CHECK_STATUS(mw_chunk_open(url, NULL, &p), MW_STATUS_OK);
+    mw_chunk_free(p);
+}
+
 int main(void) {
     char path[] = "/tmp/mw-chunk-XXXXXX";
     int fd = mkstemp(path);
     if (fd < 0) return 2;
+    close(fd); /* memwarden refuses a SQLite file the program holds open itself */
     char url[128];
     snprintf(url, sizeof url, "sqlite://%s", path);
+    test_file_held_open_elsewhere(url, path);
     test_process_query(url);
     test_host_connection();
     test_bad_input(url);

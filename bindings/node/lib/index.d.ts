@@ -572,6 +572,11 @@ export interface ChunkedDatabaseProcessorOptions {
   user?: string
   password?: string
   connect_timeout?: number
+  /**
+   * A SQLite file this process already holds open outside memwarden (better-sqlite3, node:sqlite)
+   * is refused unless true: two SQLite libraries in one process do not see each other's locks.
+   */
+  allow_shared_sqlite_file?: boolean
   progress_callback?: ((processed: number, total: number) => void) | null
   /** A chunk failed after its retries: true skips it, false stops (rethrowing the error). */
   error_callback?: ((error: any, chunk: ChunkInfo) => boolean) | null

@@ -223,6 +223,29 @@ sqliteTest('bad config and bad connections get a MemwardenError with a code', ()
   assert.throws(() => p.processQuery('SELECT * FROM t', () => {}, { batch_sise: 3 }), (e) => e.code === 'MW_INVALID_CONFIG')
 })
 
+sqliteTest('a SQLite file this process holds open outside memwarden is refused; allow_shared_sqlite_file opts out', () => {
+  const { file, url } = sqliteDb(10)
+  // A descriptor of our own stands for better-sqlite3 or node:sqlite: another SQLite library in
+  // this process, whose locks memwarden's bundled SQLite would not see.
+  const fd = fs.openSync(file, 'r')
+  try {
+    assert.throws(() => new ChunkedDatabaseProcessor(url), (e) => e instanceof MemwardenError &&
+      e.code === 'MW_INVALID_ARGUMENT' && e.message.includes(file) &&
+      /two SQLite libraries in one process do not see each other's locks/.test(e.message) &&
+      /allow_shared_sqlite_file/.test(e.message))
+    const p = new ChunkedDatabaseProcessor(url, { allow_shared_sqlite_file: true })
+    assert.equal(p.process('SELECT * FROM t', () => {}).processed, 10)
+  } finally {
+    fs.closeSync(fd)
+  }
+  // Opened after the processor: refused when the run starts, fine once closed again.
+  const p = new ChunkedDatabaseProcessor(url)
+  const late = fs.openSync(file, 'r')
+  assert.throws(() => p.process('SELECT * FROM t', () => {}), (e) => e.code === 'MW_INVALID_ARGUMENT')
+  fs.closeSync(late)
+  assert.equal(p.process('SELECT * FROM t', () => {}).processed, 10)
+})
+
 sqliteTest('processQueryAsync / processAsync: Promise callbacks awaited, event loop free, original rejection', async () => {
   const { file, url } = sqliteDb(600)
   const p = new ChunkedDatabaseProcessor(url, { chunk_size: 100, retry_attempts: 0 })

@@ -44,7 +44,10 @@ use Memwarden\Exception\InvalidConfigException;
  * rereads earlier rows; stats['warnings'] says so), checkpoint (a file: the last key of
  * every finished chunk is saved and a rerun resumes after it), checkpoint_fsync,
  * exact_count, prefetch, row_format ('dict': rows are associative arrays; 'tuple': lists),
- * user, password, connect_timeout (10 s). Binding keys: progress_callback($processed,
+ * user, password, connect_timeout (10 s), allow_shared_sqlite_file (false: a DSN's SQLite
+ * file that this process already holds open outside memwarden, e.g. through a PDO, is
+ * refused, because PDO's SQLite and memwarden's do not see each other's locks; pass the PDO
+ * object instead). Binding keys: progress_callback($processed,
  * $total), error_callback(\Throwable $error, ChunkInfo $chunk): bool (true skips the chunk
  * and goes on, false stops the run), manager (a MemoryManager whose cleanup runs when a
  * chunk exceeds memory_limit).

@@ -7,10 +7,14 @@ namespace Memwarden\Tests;
 use Memwarden\ChunkedDatabaseProcessor;
 use Memwarden\ChunkInfo;
 use Memwarden\Exception\DatabaseException;
+use Memwarden\Exception\InvalidArgumentException;
 use Memwarden\Exception\InvalidConfigException;
 use Memwarden\LazyContainer;
 use Memwarden\MemoryPool;
+use Memwarden\Tests\Fixtures\PdoInAnotherProcess;
 use PHPUnit\Framework\TestCase;
+
+require_once __DIR__ . '/Fixtures/PdoInAnotherProcess.php';
 
 final class ChunkProcessorTest extends TestCase
 {
@@ -53,7 +57,13 @@ final class ChunkProcessorTest extends TestCase
         return [$url, $pdo];
     }
 
-    /** [connection for the processor, PDO for the test's own queries, table name]. */
+    /**
+     * [connection for the processor, PDO for the test's own queries, table name].
+     *
+     * For a sqlite DSN the test's PDO lives in another process: memwarden reads the file
+     * through its own SQLite, and a PDO in this process would be a second SQLite library on
+     * it, whose locks memwarden's does not see (memwarden refuses that; see testAPdo...).
+     */
     private function setUpTable(string $kind, int $rows = self::ROWS): array
     {
         $table = 'mw_php_' . bin2hex(random_bytes(5));
@@ -76,6 +86,9 @@ final class ChunkProcessorTest extends TestCase
             $pdo->exec("INSERT INTO {$table} (id, name, score, active) VALUES " . implode(',', $values));
         }
         $connection = str_ends_with($kind, '-pdo') ? $pdo : $url;
+        if ($kind === 'sqlite') {
+            $pdo = new PdoInAnotherProcess($file);
+        }
         return [$connection, $pdo, $table];
     }
 
@@ -348,6 +361,41 @@ final class ChunkProcessorTest extends TestCase
         }
         $this->expectException(DatabaseException::class);
         (new ChunkedDatabaseProcessor('sqlite:' . sys_get_temp_dir() . '/mw-no-such-dir/x.db'))->process("SELECT * FROM {$table}", fn ($r) => null);
+    }
+
+    public function testADsnOnAFileThatAPdoHoldsOpenIsRefused(): void
+    {
+        // PDO's SQLite (the system's libsqlite3) and memwarden's bundled one are two SQLite
+        // libraries in one process: they do not see each other's locks.
+        [$pdo, , $table] = $this->setUpTable('sqlite-pdo', 10);
+        $file = (string) $pdo->query('PRAGMA database_list')->fetch(\PDO::FETCH_ASSOC)['file'];
+        $dsn = 'sqlite:' . $file;
+        try {
+            new ChunkedDatabaseProcessor($dsn);
+            $this->fail('a DSN on a file that a PDO holds open must be refused');
+        } catch (InvalidArgumentException $e) {
+            foreach ([$file, 'two SQLite libraries in one process', 'a PDO object in PHP', 'allow_shared_sqlite_file: true'] as $part) {
+                $this->assertStringContainsString($part, $e->getMessage());
+            }
+        }
+        // The way out the message names: the PDO itself.
+        $this->assertSame(10, (new ChunkedDatabaseProcessor($pdo))->process("SELECT * FROM {$table}", fn ($r) => null)['processed']);
+        // The opt-out, for a reader that knows nothing writes the file meanwhile.
+        $this->assertSame(10, (new ChunkedDatabaseProcessor($dsn, ['allow_shared_sqlite_file' => true]))->process("SELECT * FROM {$table}", fn ($r) => null)['processed']);
+
+        // A PDO opened after the processor: refused when the run starts; fine once it is gone.
+        // (A fresh file: the processors above still hold the PDO.)
+        [$dsn, , $table] = $this->setUpTable('sqlite', 10);
+        $processor = new ChunkedDatabaseProcessor($dsn);
+        $late = new \PDO($dsn);
+        try {
+            $processor->process("SELECT * FROM {$table}", fn ($r) => null);
+            $this->fail('a PDO opened after the processor must be seen when the run starts');
+        } catch (InvalidArgumentException $e) {
+            $this->assertStringContainsString('two SQLite libraries', $e->getMessage());
+        }
+        $late = null;
+        $this->assertSame(10, $processor->process("SELECT * FROM {$table}", fn ($r) => null)['processed']);
     }
 
     public function testTheSeedsCombinedExampleWithAPool(): void

@@ -408,7 +408,7 @@ fn thread_id() -> usize {
 /// Options: the core's (`chunk_size`, `memory_limit` per chunk, `timeout`, `retry_attempts`,
 /// `retry_delay`, `parallel_chunks`, `key_column`, `pagination`, `checkpoint`,
 /// `checkpoint_fsync`, `exact_count`, `prefetch`, `row_format` 'dict' or 'tuple', `user`,
-/// `password`, `connect_timeout`) plus `progress_callback(processed, total)`,
+/// `password`, `connect_timeout`, `allow_shared_sqlite_file`) plus `progress_callback(processed, total)`,
 /// `error_callback(error, chunk) -> bool` and `manager` (a `MemoryManager` whose cleanup runs
 /// when a chunk exceeds `memory_limit`).
 ///

@@ -1,6 +1,7 @@
 """ChunkedDatabaseProcessor: SQLite (URL and sqlite3 connection), PostgreSQL and MariaDB (URL and
 psycopg / pymysql connections), callbacks, retries, checkpoints, parallel chunks."""
 
+import json
 import os
 import sqlite3
 import urllib.parse
@@ -9,7 +10,7 @@ import warnings
 
 import pytest
 
-from memwarden import ChunkedDatabaseProcessor, ConfigError, DatabaseError
+from memwarden import ChunkedDatabaseProcessor, ConfigError, DatabaseError, InvalidArgumentError
 
 N = 2500
 REQUIRE = os.environ.get("MEMWARDEN_REQUIRE_SERVICES") == "1"
@@ -31,48 +32,107 @@ def unavailable(what, err):
 # ---- SQLite fixtures ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def db(tmp_path):
-    path = tmp_path / "chunks.db"
+def fill(path):
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, score INTEGER, active INTEGER)")
     conn.executemany(
         "INSERT INTO items VALUES (?, ?, ?, 1)", [(i, f"name-{i:05d}", i % 100) for i in range(1, N + 1)]
     )
     conn.commit()
+    return conn
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    """A filled SQLite file that no connection of this process holds open: memwarden may read
+    it by URL (Python's sqlite3 is another SQLite library, whose locks memwarden's does not see)."""
+    path = tmp_path / "chunks.db"
+    fill(path).close()
+    return path
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A filled SQLite file and a sqlite3 connection on it, for the processor to run through."""
+    path = tmp_path / "chunks.db"
+    conn = fill(path)
     yield path, conn
     conn.close()
 
 
+class Writer:
+    """Runs SQL on a SQLite file from a child process, one statement at a time, committed.
+
+    A callback that writes the file memwarden reads by URL must not use this process's sqlite3:
+    that would put two SQLite libraries in one process, which do not see each other's locks.
+    Another process is what a URL is for."""
+
+    CHILD = (
+        "import json, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n"
+        "db.execute('PRAGMA synchronous=OFF')\n"
+        "for line in sys.stdin:\n"
+        "    db.execute(*json.loads(line))\n"
+        "    print('ok', flush=True)\n"
+    )
+
+    def __init__(self, path):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", self.CHILD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def execute(self, sql, params=()):
+        self.proc.stdin.write(json.dumps([sql, list(params)]) + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == "ok\n", "the writer process failed"
+
+    def close(self):
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=30) == 0
+
+
 @pytest.fixture(params=["url", "connection"])
-def sqlite_target(request, db):
-    """(connection argument for the processor, a sqlite3 connection for the callback)."""
-    path, conn = db
+def sqlite_target(request, tmp_path):
+    """(connection argument for the processor, something with execute(sql, params) for the
+    callback's writes, the file's path). By URL, the writes go through another process."""
+    path = tmp_path / "chunks.db"
+    conn = fill(path)
     if request.param == "url":
-        return f"sqlite:///{path}", conn
-    return conn, conn
+        conn.close()
+        writer = Writer(path)
+        yield f"sqlite:///{path}", writer, path
+        writer.close()
+    else:
+        yield conn, conn, path
+        conn.close()
 
 
 def test_every_row_once_while_the_callback_updates_the_filtered_column(sqlite_target):
-    target, conn = sqlite_target
+    target, writer, path = sqlite_target
     seen = []
 
     def on_row(row):
         seen.append(row["id"])
-        conn.execute("UPDATE items SET active = 0 WHERE id = ?", (row["id"],))
+        writer.execute("UPDATE items SET active = 0 WHERE id = ?", (row["id"],))
 
     proc = ChunkedDatabaseProcessor(target, chunk_size=300)
     stats = proc.process("SELECT * FROM items WHERE active = 1", on_row)
-    conn.commit()
+    if target is writer:
+        writer.commit()
     assert sorted(seen) == list(range(1, N + 1))
     assert len(seen) == len(set(seen))
     assert stats["processed"] == N and stats["key_column"] == "id" and stats["pagination"] == "keyset"
     assert proc.get_stats()["processed"] == N
-    assert conn.execute("SELECT COUNT(*) FROM items WHERE active = 1").fetchone()[0] == 0
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT COUNT(*) FROM items WHERE active = 1").fetchone()[0] == 0
+    check.close()
 
 
 def test_process_query_batches_and_tuple_rows(sqlite_target):
-    target, _ = sqlite_target
+    target, _, _ = sqlite_target
     sizes, ids = [], []
 
     def on_batch(rows):
@@ -94,7 +154,7 @@ def test_process_query_batches_and_tuple_rows(sqlite_target):
 
 
 def test_both_progress_callbacks_fire(sqlite_target):
-    target, _ = sqlite_target
+    target, _, _ = sqlite_target
     pairs, dicts = [], []
     proc = ChunkedDatabaseProcessor(target, chunk_size=1000, progress_callback=lambda p, t: pairs.append((p, t)))
     proc.set_progress_callback(dicts.append)
@@ -108,7 +168,7 @@ def test_both_progress_callbacks_fire(sqlite_target):
 
 
 def test_retry_then_error_callback_continue_or_stop(sqlite_target):
-    target, _ = sqlite_target
+    target, _, _ = sqlite_target
     attempts = {}
 
     def flaky(rows):
@@ -148,7 +208,7 @@ def test_retry_then_error_callback_continue_or_stop(sqlite_target):
 
 
 def test_callback_exception_is_reraised_as_the_same_object(sqlite_target):
-    target, _ = sqlite_target
+    target, _, _ = sqlite_target
     exc = Boom("stop here")
 
     def on_row(row):
@@ -169,7 +229,7 @@ def test_callback_exception_is_reraised_as_the_same_object(sqlite_target):
 
 
 def test_checkpoint_resumes_after_the_last_finished_chunk(sqlite_target, tmp_path):
-    target, _ = sqlite_target
+    target, _, _ = sqlite_target
     checkpoint = str(tmp_path / "walk.checkpoint")
     seen = []
 
@@ -190,8 +250,8 @@ def test_checkpoint_resumes_after_the_last_finished_chunk(sqlite_target, tmp_pat
     assert not os.path.exists(checkpoint), "a finished run removes its checkpoint"
 
 
-def test_parallel_chunks_cover_each_id_once(db):
-    path, _ = db
+def test_parallel_chunks_cover_each_id_once(db_path):
+    path = db_path
     ids = []
     proc = ChunkedDatabaseProcessor(f"sqlite:///{path}", chunk_size=128, parallel_chunks=3)
     stats = proc.process_query("SELECT * FROM items", lambda rows: ids.extend(r["id"] for r in rows))
@@ -214,10 +274,43 @@ def test_connection_object_warns_that_it_runs_on_one_thread(db):
     assert any("host connection object serves one thread" in str(w.message) for w in caught)
 
 
-def test_offset_pagination_warns(db):
-    path, _ = db
+def test_offset_pagination_warns(db_path):
+    path = db_path
     with pytest.warns(UserWarning, match="keyset pagination"):
         ChunkedDatabaseProcessor(f"sqlite:///{path}", pagination="offset").process("SELECT * FROM items", lambda r: None)
+
+
+def test_a_url_on_a_file_that_sqlite3_holds_open_is_refused(db):
+    # Python's sqlite3 and memwarden are two SQLite libraries: their locks do not see each other.
+    path, conn = db
+    with pytest.raises(InvalidArgumentError) as info:
+        ChunkedDatabaseProcessor(f"sqlite:///{path}")
+    msg = str(info.value)
+    for part in (str(path), "two SQLite libraries in one process", "DB-API connection", "allow_shared_sqlite_file"):
+        assert part in msg
+    # The way out it names: the sqlite3 connection itself.
+    ids = []
+    ChunkedDatabaseProcessor(conn).process_query("SELECT id FROM items", lambda rows: ids.extend(r["id"] for r in rows))
+    assert ids == list(range(1, N + 1))
+
+
+def test_a_file_that_sqlite3_opens_after_the_processor_is_refused_when_the_run_starts(db_path):
+    proc = ChunkedDatabaseProcessor(f"sqlite:///{db_path}")
+    conn = sqlite3.connect(db_path)
+    with pytest.raises(InvalidArgumentError, match="two SQLite libraries"):
+        proc.process("SELECT * FROM items", lambda row: None)
+    conn.close()
+    assert proc.process("SELECT * FROM items", lambda row: None)["processed"] == N
+
+
+def test_allow_shared_sqlite_file_lets_a_reader_open_it_anyway(db):
+    path, _ = db
+    ids = []
+    proc = ChunkedDatabaseProcessor(f"sqlite:///{path}", allow_shared_sqlite_file=True, chunk_size=1000)
+    proc.process_query("SELECT id FROM items", lambda rows: ids.extend(r["id"] for r in rows))
+    assert ids == list(range(1, N + 1))
+    with pytest.raises(ConfigError, match="allow_shared_sqlite_file"):
+        ChunkedDatabaseProcessor(f"sqlite:///{path}", allow_shared_sqlite_file="yes")
 
 
 def test_bad_input():
@@ -348,6 +441,8 @@ def test_seed_snippets_processor(db):
 
     processor.process("SELECT * FROM items WHERE active = 1", lambda row: update_user_record(row))
     assert len(updated) == N and printed[-1] == f"Processed: {N}/{N}"
+    # The URLs below open the file through memwarden's own SQLite: sqlite3's must be closed.
+    connection.close()
 
     notified = []
 

@@ -13,11 +13,28 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct NativeConnector {
     spec: ConnSpec,
     connect_timeout: Duration,
+    allow_shared_sqlite_file: bool,
 }
 
 impl NativeConnector {
     pub fn new(spec: ConnSpec, connect_timeout: Duration) -> Self {
-        NativeConnector { spec, connect_timeout }
+        NativeConnector { spec, connect_timeout, allow_shared_sqlite_file: false }
+    }
+
+    /// Opens a SQLite file even when the process holds it open outside memwarden (see
+    /// `shared_file`); only safe when nothing writes the file during the run.
+    pub fn allow_shared_sqlite_file(mut self, allow: bool) -> Self {
+        self.allow_shared_sqlite_file = allow;
+        self
+    }
+
+    /// Fails when this process holds the SQLite file open through another SQLite library
+    /// (see `shared_file`); a no-op for servers and `:memory:`.
+    pub fn check_shared_file(&self) -> Result<()> {
+        match &self.spec {
+            ConnSpec::Sqlite { path } => super::shared_file::check(path, self.allow_shared_sqlite_file),
+            _ => Ok(()),
+        }
     }
 
     pub fn spec(&self) -> &ConnSpec {
@@ -43,7 +60,12 @@ impl NativeConnector {
         };
         match &self.spec {
             #[cfg(feature = "sqlite")]
-            ConnSpec::Sqlite { path } => Ok(Box::new(sqlite::SqliteBackend::open(path).map_err(|e| fail(&e))?)),
+            ConnSpec::Sqlite { path } => {
+                let (backend, guard) = super::shared_file::open(path, self.allow_shared_sqlite_file, || {
+                    sqlite::SqliteBackend::open(path).map_err(|e| fail(&e))
+                })?;
+                Ok(Box::new(backend.guarded(guard)))
+            }
             #[cfg(feature = "postgres")]
             ConnSpec::Postgres { config, .. } => {
                 let mut cfg: postgres::Config = config.parse().map_err(|e| fail(&e))?;
@@ -106,6 +128,9 @@ mod sqlite {
         timeout: Option<Duration>,
         /// Values in the last page, to size the next one's buffer at once.
         last_len: usize,
+        /// Marks the file as memwarden's own while the connection lives (after `conn`, so
+        /// it is dropped after the connection closed).
+        _guard: Option<super::super::shared_file::Registration>,
     }
 
     impl SqliteBackend {
@@ -122,7 +147,12 @@ mod sqlite {
                     at != 0 && epoch.elapsed().as_nanos() as u64 > at
                 }),
             )?;
-            Ok(SqliteBackend { conn, deadline, epoch, timeout: None, last_len: 0 })
+            Ok(SqliteBackend { conn, deadline, epoch, timeout: None, last_len: 0, _guard: None })
+        }
+
+        pub fn guarded(mut self, guard: Option<super::super::shared_file::Registration>) -> Self {
+            self._guard = guard;
+            self
         }
     }
 

@@ -14,6 +14,7 @@ mod backend;
 mod batch;
 mod checkpoint;
 mod drivers;
+mod shared_file;
 mod url;
 
 use std::path::PathBuf;
@@ -83,6 +84,9 @@ pub struct ChunkConfig {
     pub user: Option<String>,
     pub password: Option<String>,
     pub connect_timeout: Duration,
+    /// Open a SQLite file that this process also holds open outside memwarden (through
+    /// another SQLite library): off by default, see `shared_file`.
+    pub allow_shared_sqlite_file: bool,
 }
 
 impl Default for ChunkConfig {
@@ -104,6 +108,7 @@ impl Default for ChunkConfig {
             user: None,
             password: None,
             connect_timeout: Duration::from_secs(10),
+            allow_shared_sqlite_file: false,
         }
     }
 }
@@ -127,6 +132,7 @@ pub const CHUNK_KEYS: &[&str] = &[
     "user",
     "password",
     "connect_timeout",
+    "allow_shared_sqlite_file",
 ];
 
 fn seconds(r: &ConfigReader<'_>, key: &str, default: Option<Duration>) -> Result<Option<Duration>> {
@@ -195,6 +201,7 @@ impl ChunkConfig {
         };
         c.user = r.str("user")?.map(String::from);
         c.password = r.str("password")?.map(String::from);
+        c.allow_shared_sqlite_file = r.bool("allow_shared_sqlite_file", false)?;
         if c.checkpoint.is_some() && c.pagination != Pagination::Keyset {
             return Err(Error::invalid_config(format!(
                 "ChunkedDatabaseProcessor config: 'checkpoint' needs keyset pagination, not '{}'",
@@ -363,7 +370,8 @@ impl ChunkedDatabaseProcessor {
     pub fn open(connection: &str, config: ChunkConfig) -> Result<Self> {
         let spec = ConnSpec::parse(connection, config.user.as_deref(), config.password.as_deref())?;
         let describe = spec.describe();
-        let connector = NativeConnector::new(spec, config.connect_timeout);
+        let connector = NativeConnector::new(spec, config.connect_timeout)
+            .allow_shared_sqlite_file(config.allow_shared_sqlite_file);
         let mut main = connector.connect()?;
         main.set_timeout(config.timeout)?;
         Ok(Self::build(config, Conn::Native { connector, main }, describe))
@@ -513,6 +521,10 @@ impl ChunkedDatabaseProcessor {
             workers = 1;
         }
 
+        // A SQLite file the host opened through its own SQLite after this processor did.
+        if let Conn::Native { connector, .. } = &self.conn {
+            connector.check_shared_file()?;
+        }
         // The query's columns, which also checks its syntax before anything runs.
         let probe = self.builder().probe_columns(&query)?;
         let columns = self

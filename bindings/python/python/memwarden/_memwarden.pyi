@@ -465,7 +465,10 @@ class ChunkedDatabaseProcessor:
     Options: ``chunk_size``, ``memory_limit`` (per chunk), ``timeout``, ``retry_attempts``,
     ``retry_delay``, ``parallel_chunks``, ``key_column``, ``pagination``, ``checkpoint``,
     ``checkpoint_fsync``, ``exact_count``, ``prefetch``, ``row_format`` ('dict' or 'tuple'),
-    ``user``, ``password``, ``connect_timeout``, ``progress_callback(processed, total)``,
+    ``user``, ``password``, ``connect_timeout``, ``allow_shared_sqlite_file`` (a URL's SQLite file
+    that this process holds open outside memwarden, e.g. through sqlite3, is refused unless true:
+    two SQLite libraries in one process do not see each other's locks; pass the sqlite3
+    connection instead), ``progress_callback(processed, total)``,
     ``error_callback(error, chunk) -> bool``, ``manager``.
     """
 
