@@ -35,7 +35,7 @@ pub use backend::{Backend, Dialect, ParamStyle, SqlBuilder, main_table, strip_qu
 pub use batch::{Batch, ChunkInfo, RowFormat, Value};
 pub use checkpoint::{Checkpoint, RangeState};
 pub use drivers::{NativeConnector, missing_key};
-pub use txcheckpoint::{ChunkTx, TxCheckpoint, TxState, valid_table_name};
+pub use txcheckpoint::{ChunkTx, Locked, TxCheckpoint, TxState, valid_table_name};
 pub use url::{ConnSpec, mask_password};
 
 use crate::config::ConfigReader;
@@ -697,7 +697,11 @@ impl ChunkedDatabaseProcessor {
             // autocommit), after checking the row still holds this run's last commit.
             let b = self.backend();
             b.begin()?;
-            if let Err(e) = cp.lock(b, final_key.as_ref()).and_then(|_| cp.finish(b)).and_then(|_| b.commit()) {
+            let r = cp.lock(b, final_key.as_ref()).and_then(|l| match l {
+                txcheckpoint::Locked::Row { .. } => cp.finish(b).and_then(|_| b.commit()),
+                txcheckpoint::Locked::Moved(e) => Err(e),
+            });
+            if let Err(e) = r {
                 let _ = b.rollback();
                 return Err(e);
             }
@@ -1062,10 +1066,14 @@ impl Run<'_> {
             return Ok(Err(Error::new(e.kind(), format!("starting the chunk's transaction: {}", e.message()))));
         }
         let exists = match cp.lock(b, after) {
-            Ok(x) => x,
+            Ok(txcheckpoint::Locked::Row { exists }) => exists,
+            Ok(txcheckpoint::Locked::Moved(e)) => {
+                let _ = b.rollback();
+                return Err(e);
+            }
             Err(e) => {
                 let _ = b.rollback();
-                return if e.message().contains("moved under this run") { Err(e) } else { Ok(Err(e)) };
+                return Ok(Err(e));
             }
         };
         let r = (|| {

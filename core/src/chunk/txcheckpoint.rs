@@ -36,6 +36,15 @@ fn fingerprint(query: &str, key: &str) -> String {
     format!("{h:016x}")
 }
 
+/// What `TxCheckpoint::lock` found.
+#[derive(Debug)]
+pub enum Locked {
+    /// The row says what this run last committed (`exists`: false before the first commit).
+    Row { exists: bool },
+    /// The row moved under the run: the run must stop (the error says why).
+    Moved(Error),
+}
+
 /// What a run resumes from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxState {
@@ -106,13 +115,14 @@ impl TxCheckpoint {
     /// process whose COMMIT reached the server after the process died holds that lock until the
     /// server has finished it, so its commit is seen here rather than overwritten; a row that
     /// moved (that, or a second run of the same query on the same table) stops the run instead
-    /// of applying a chunk twice. Returns whether the row exists.
-    pub fn lock(&self, b: &mut dyn Backend, expected: Option<&Value>) -> Result<bool> {
+    /// of applying a chunk twice. An error reading the row is `Err`; a row that moved is
+    /// `Ok(Locked::Moved)`.
+    pub fn lock(&self, b: &mut dyn Backend, expected: Option<&Value>) -> Result<Locked> {
         let found = self.read(b, true)?;
         let last = found.as_ref().map(|s| &s.last);
         if last != expected {
             let show = |v: Option<&Value>| v.map_or_else(|| "no row".to_string(), |v| format!("last key {v}"));
-            return Err(Error::new(
+            return Ok(Locked::Moved(Error::new(
                 ErrorKind::Database,
                 format!(
                     "checkpoint_table '{}' row '{}' moved under this run: it holds {}, this run last committed {} \
@@ -123,9 +133,9 @@ impl TxCheckpoint {
                     show(last),
                     show(expected)
                 ),
-            ));
+            )));
         }
-        Ok(found.is_some())
+        Ok(Locked::Row { exists: found.is_some() })
     }
 
     fn read(&self, b: &mut dyn Backend, for_update: bool) -> Result<Option<TxState>> {
