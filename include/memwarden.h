@@ -191,6 +191,12 @@ typedef struct mw_streaming mw_streaming;
 // A resource tracker. Create with `mw_tracker_new`, free with `mw_tracker_free`. Thread-safe.
 typedef struct mw_tracker mw_tracker;
 
+// The transaction of one chunk in the same-transaction mode (config `checkpoint_table`),
+// valid only during the `on_batch_tx` callback it is passed to. What you run through
+// `mw_chunk_tx_execute` / `mw_chunk_tx_query` commits together with the chunk's checkpoint,
+// or not at all.
+typedef struct mw_tx mw_tx;
+
 // Called on the library's delivery thread with one event as a JSON object; `event_json` is
 // valid only during the call. Must not call `mw_alert_free` on the same service.
 typedef void (*mw_alert_event_fn)(void *user_data, const char *event_json);
@@ -225,15 +231,23 @@ typedef int32_t (*mw_progress_fn)(void *user, const char *stats_json);
 // 0 to stop the run with that error, a negative value to stop with a callback error.
 typedef int32_t (*mw_chunk_error_fn)(void *user, const char *message, const char *chunk_json);
 
-// The callbacks of one run. Unused ones may be NULL; `on_batch` is required by
-// `mw_chunk_process_query`, `on_row` by `mw_chunk_process`. All run on the calling thread,
-// one at a time, with `user`.
+// Handles one chunk in the same-transaction mode (config `checkpoint_table`): the rows and
+// the chunk's transaction. Return 0 to commit, non-zero to roll the chunk back and fail it
+// (retried, then the error callback decides), as `mw_batch_fn`.
+typedef int32_t (*mw_batch_tx_fn)(void *user, const mw_batch *batch, mw_tx *tx);
+
+// The callbacks of one run. Unused ones may be NULL; `on_batch` (or, with `checkpoint_table`,
+// `on_batch_tx`) is required by `mw_chunk_process_query`, `on_row` by `mw_chunk_process`. All
+// run on the calling thread, one at a time, with `user`. With `checkpoint_table`,
+// `on_batch_tx` is called instead of `on_batch` when set; otherwise `on_batch` / `on_row`
+// still run inside the chunk's transaction (a host connection's own writes commit with it).
 typedef struct {
   mw_batch_fn on_batch;
   mw_row_fn on_row;
   mw_progress_fn on_progress;
   mw_chunk_error_fn on_error;
   void *user;
+  mw_batch_tx_fn on_batch_tx;
 } mw_chunk_callbacks;
 
 // Builds an instance: write it to `*out_instance` (not NULL) and return 0. Non-zero fails the
@@ -511,10 +525,13 @@ mw_status mw_alert_set_event_callback(mw_alert *a, mw_alert_event_fn callback, v
 // per chunk), `timeout` (300 s per query), `retry_attempts` (3), `retry_delay` (0.1 s,
 // doubled per retry), `parallel_chunks` (1), `key_column` (the table's primary key),
 // `pagination` (`"keyset"`, `"cursor"` (PostgreSQL), `"offset"`), `checkpoint` (a file path),
-// `checkpoint_fsync`, `exact_count`, `prefetch`, `row_format`, `user`, `password`,
-// `connect_timeout` (10 s), `allow_shared_sqlite_file` (false: a SQLite file this process
-// already holds open outside memwarden, through another SQLite library, is refused with
-// `MW_STATUS_INVALID_ARGUMENT`, because the two libraries do not see each other's locks).
+// `checkpoint_fsync`, `checkpoint_table` (the same-transaction mode: a table name; each
+// chunk's writes through `on_batch_tx`'s `mw_tx` and the run's checkpoint row commit in one
+// transaction, so a resume after a crash applies every row exactly once), `exact_count`,
+// `prefetch`, `row_format`, `user`, `password`, `connect_timeout` (10 s),
+// `allow_shared_sqlite_file` (false: a SQLite file this process already holds open outside
+// memwarden, through another SQLite library, is refused with `MW_STATUS_INVALID_ARGUMENT`,
+// because the two libraries do not see each other's locks).
 //
 // Returns `MW_STATUS_INVALID_ARGUMENT` for a malformed connection string,
 // `MW_STATUS_DATABASE` when the server cannot be reached, `MW_STATUS_INVALID_CONFIG` for a bad
@@ -572,6 +589,20 @@ mw_status mw_chunk_process(mw_chunk *chunk,
                            const char *sql,
                            const mw_chunk_callbacks *callbacks,
                            char **stats_json_out);
+
+// Runs `sql` with `params_json` (NULL, or a JSON array of null / boolean / number / string
+// values; placeholders as the connection writes them: `?` for SQLite and MySQL, `$1` for
+// PostgreSQL) inside the chunk's transaction. Only valid during `on_batch_tx`. A failed
+// statement returns `MW_STATUS_DATABASE`; return non-zero from the callback then, so the
+// chunk is rolled back (on PostgreSQL the transaction cannot go on after an error).
+mw_status mw_chunk_tx_execute(mw_tx *tx, const char *sql, const char *params_json);
+
+// As `mw_chunk_tx_execute`, and returns the statement's rows as JSON (an array of objects;
+// free with `mw_string_free`).
+mw_status mw_chunk_tx_query(mw_tx *tx,
+                            const char *sql,
+                            const char *params_json,
+                            char **rows_json_out);
 
 // The statistics of the last run as JSON (free with `mw_string_free`).
 mw_status mw_chunk_stats(const mw_chunk *chunk_, char **json_out);

@@ -84,6 +84,8 @@ typedef struct mw_streaming mw_streaming;
 
 typedef struct mw_tracker mw_tracker;
 
+typedef struct mw_tx mw_tx;
+
 typedef void (*mw_alert_event_fn)(void *user_data, const char *event_json);
 
 typedef int32_t (*mw_host_query_fn)(void *user,
@@ -101,12 +103,15 @@ typedef int32_t (*mw_progress_fn)(void *user, const char *stats_json);
 
 typedef int32_t (*mw_chunk_error_fn)(void *user, const char *message, const char *chunk_json);
 
+typedef int32_t (*mw_batch_tx_fn)(void *user, const mw_batch *batch, mw_tx *tx);
+
 typedef struct {
   mw_batch_fn on_batch;
   mw_row_fn on_row;
   mw_progress_fn on_progress;
   mw_chunk_error_fn on_error;
   void *user;
+  mw_batch_tx_fn on_batch_tx;
 } mw_chunk_callbacks;
 
 typedef int32_t (*mw_container_factory_fn)(void *user_data,
@@ -267,6 +272,13 @@ mw_status mw_chunk_process(mw_chunk *chunk,
                            const char *sql,
                            const mw_chunk_callbacks *callbacks,
                            char **stats_json_out);
+
+mw_status mw_chunk_tx_execute(mw_tx *tx, const char *sql, const char *params_json);
+
+mw_status mw_chunk_tx_query(mw_tx *tx,
+                            const char *sql,
+                            const char *params_json,
+                            char **rows_json_out);
 
 mw_status mw_chunk_stats(const mw_chunk *chunk_, char **json_out);
 

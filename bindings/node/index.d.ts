@@ -37,6 +37,14 @@ export declare class NativeChunkedDatabaseProcessor {
    * `warnings`, ...
    */
   stats(): Record<string, any>
+  /** Whether `checkpoint_table` is set (callbacks get the chunk's transaction). */
+  get transactional(): boolean
+  /**
+   * Runs `sql` with `params` (an array of null, boolean, number, string values) in the
+   * transaction of the chunk whose callback is running, and returns the rows (objects).
+   * Only valid during a batch callback of the same-transaction mode.
+   */
+  txExecute(sql: string, params?: any[] | null): Array<Record<string, any>>
   /** The manager whose cleanup runs when a chunk exceeds `memory_limit`; `null` for none. */
   setManager(manager: NativeMemoryManager | null): void
 }

@@ -12,6 +12,7 @@ spl_autoload_register(static function (string $class): void {
     $file = [
         'Memwarden\\CallbackGuard' => 'CallbackGuard.php',
         'Memwarden\\ChunkInfo' => 'ChunkInfo.php',
+        'Memwarden\\ChunkTransaction' => 'ChunkTransaction.php',
         'Memwarden\\ChunkedDatabaseProcessor' => 'ChunkedDatabaseProcessor.php',
         'Memwarden\\ContainerInstances' => 'ContainerInstances.php',
         'Memwarden\\ContainerScope' => 'ContainerScope.php',

@@ -151,7 +151,8 @@ pub fn run(args: DemoArgs) -> Result<(), Fail> {
         }
         Ok(())
     };
-    let mut h = Handlers { on_batch: &mut on_batch, on_progress: Some(&mut on_progress), on_error: None };
+    let mut h =
+        Handlers { on_batch: &mut on_batch, on_batch_tx: None, on_progress: Some(&mut on_progress), on_error: None };
     let progress = processor
         .process_query("SELECT id, customer, amount, region FROM orders", &QueryOptions::default(), &mut h)
         .map_err(fail("processing"))?;

@@ -42,7 +42,7 @@ fn memwarden_sum(url: &str, prefetch: bool) -> i64 {
         }
         Ok(())
     };
-    let mut h = Handlers { on_batch: &mut f, on_progress: None, on_error: None };
+    let mut h = Handlers { on_batch: &mut f, on_batch_tx: None, on_progress: None, on_error: None };
     p.process_query("SELECT id, name, score, active FROM t", &QueryOptions::default(), &mut h).unwrap();
     sum
 }

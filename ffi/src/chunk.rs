@@ -4,7 +4,7 @@ use std::ffi::{CString, c_char, c_void};
 use std::sync::Arc;
 
 use memwarden_core::chunk::{
-    Backend, Batch, ChunkConfig, ChunkInfo, ChunkedDatabaseProcessor, Dialect, Handlers, ParamStyle, Progress,
+    Backend, Batch, ChunkConfig, ChunkInfo, ChunkTx, ChunkedDatabaseProcessor, Dialect, Handlers, ParamStyle, Progress,
     QueryOptions, RowFormat, Value,
 };
 use memwarden_core::{Error, ErrorKind, config};
@@ -32,6 +32,14 @@ pub struct mw_batch {
     names: Vec<CString>,
 }
 
+/// The transaction of one chunk in the same-transaction mode (config `checkpoint_table`),
+/// valid only during the `on_batch_tx` callback it is passed to. What you run through
+/// `mw_chunk_tx_execute` / `mw_chunk_tx_query` commits together with the chunk's checkpoint,
+/// or not at all.
+pub struct mw_tx {
+    tx: *mut c_void,
+}
+
 /// The type of one value of a batch.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +56,11 @@ pub enum mw_value_type {
 /// `retry_attempts` times, then the error callback decides), reported as
 /// `MW_STATUS_CALLBACK` "batch callback failed with status N".
 pub type mw_batch_fn = Option<unsafe extern "C" fn(user: *mut c_void, batch: *const mw_batch) -> i32>;
+/// Handles one chunk in the same-transaction mode (config `checkpoint_table`): the rows and
+/// the chunk's transaction. Return 0 to commit, non-zero to roll the chunk back and fail it
+/// (retried, then the error callback decides), as `mw_batch_fn`.
+pub type mw_batch_tx_fn =
+    Option<unsafe extern "C" fn(user: *mut c_void, batch: *const mw_batch, tx: *mut mw_tx) -> i32>;
 /// Handles one row (`mw_chunk_process`); as `mw_batch_fn`, for the row's whole chunk.
 pub type mw_row_fn = Option<unsafe extern "C" fn(user: *mut c_void, batch: *const mw_batch, row: usize) -> i32>;
 /// After every chunk, with the progress as JSON (`processed`, `total`, `memory_usage` (MB),
@@ -59,9 +72,11 @@ pub type mw_progress_fn = Option<unsafe extern "C" fn(user: *mut c_void, stats_j
 pub type mw_chunk_error_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, message: *const c_char, chunk_json: *const c_char) -> i32>;
 
-/// The callbacks of one run. Unused ones may be NULL; `on_batch` is required by
-/// `mw_chunk_process_query`, `on_row` by `mw_chunk_process`. All run on the calling thread,
-/// one at a time, with `user`.
+/// The callbacks of one run. Unused ones may be NULL; `on_batch` (or, with `checkpoint_table`,
+/// `on_batch_tx`) is required by `mw_chunk_process_query`, `on_row` by `mw_chunk_process`. All
+/// run on the calling thread, one at a time, with `user`. With `checkpoint_table`,
+/// `on_batch_tx` is called instead of `on_batch` when set; otherwise `on_batch` / `on_row`
+/// still run inside the chunk's transaction (a host connection's own writes commit with it).
 #[repr(C)]
 pub struct mw_chunk_callbacks {
     pub on_batch: mw_batch_fn,
@@ -69,6 +84,7 @@ pub struct mw_chunk_callbacks {
     pub on_progress: mw_progress_fn,
     pub on_error: mw_chunk_error_fn,
     pub user: *mut c_void,
+    pub on_batch_tx: mw_batch_tx_fn,
 }
 
 /// The result a host query callback fills in (see `mw_chunk_new_host`).
@@ -172,10 +188,13 @@ fn read_config(json: *const c_char) -> FfiResult<ChunkConfig> {
 /// per chunk), `timeout` (300 s per query), `retry_attempts` (3), `retry_delay` (0.1 s,
 /// doubled per retry), `parallel_chunks` (1), `key_column` (the table's primary key),
 /// `pagination` (`"keyset"`, `"cursor"` (PostgreSQL), `"offset"`), `checkpoint` (a file path),
-/// `checkpoint_fsync`, `exact_count`, `prefetch`, `row_format`, `user`, `password`,
-/// `connect_timeout` (10 s), `allow_shared_sqlite_file` (false: a SQLite file this process
-/// already holds open outside memwarden, through another SQLite library, is refused with
-/// `MW_STATUS_INVALID_ARGUMENT`, because the two libraries do not see each other's locks).
+/// `checkpoint_fsync`, `checkpoint_table` (the same-transaction mode: a table name; each
+/// chunk's writes through `on_batch_tx`'s `mw_tx` and the run's checkpoint row commit in one
+/// transaction, so a resume after a crash applies every row exactly once), `exact_count`,
+/// `prefetch`, `row_format`, `user`, `password`, `connect_timeout` (10 s),
+/// `allow_shared_sqlite_file` (false: a SQLite file this process already holds open outside
+/// memwarden, through another SQLite library, is refused with `MW_STATUS_INVALID_ARGUMENT`,
+/// because the two libraries do not see each other's locks).
 ///
 /// Returns `MW_STATUS_INVALID_ARGUMENT` for a malformed connection string,
 /// `MW_STATUS_DATABASE` when the server cannot be reached, `MW_STATUS_INVALID_CONFIG` for a bad
@@ -376,10 +395,11 @@ fn run(
     };
     let on_batch = cb.on_batch;
     let on_row = cb.on_row;
+    let on_batch_tx = if rows { None } else { cb.on_batch_tx };
     if rows && on_row.is_none() {
         return Err(FfiError::null("callbacks->on_row"));
     }
-    if !rows && on_batch.is_none() {
+    if !rows && on_batch.is_none() && on_batch_tx.is_none() {
         return Err(FfiError::null("callbacks->on_batch"));
     }
     let user = cb.user;
@@ -406,12 +426,35 @@ fn run(
             }
             Ok(())
         } else {
-            let f = on_batch.expect("checked above");
+            let Some(f) = on_batch else {
+                return Err(Error::invalid_argument(
+                    "callbacks->on_batch is NULL and on_batch_tx is only called with checkpoint_table set",
+                ));
+            };
             // Safety: as above.
             let rc = unsafe { f(user, &mb) };
             if rc != 0 { Err(Error::callback(format!("batch callback failed with status {rc}"))) } else { Ok(()) }
         }
     };
+    let mut names_cache_tx: Option<(Arc<[String]>, Vec<CString>)> = None;
+    let mut tx_fn = on_batch_tx.map(|f| {
+        move |b: &Batch, tx: &mut ChunkTx<'_>| -> memwarden_core::Result<()> {
+            let names = match &names_cache_tx {
+                Some((cols, names)) if Arc::ptr_eq(cols, &b.columns) => names.clone(),
+                _ => {
+                    let names: Vec<CString> =
+                        b.columns.iter().map(|c| CString::new(c.replace('\0', "")).unwrap_or_default()).collect();
+                    names_cache_tx = Some((b.columns.clone(), names.clone()));
+                    names
+                }
+            };
+            let mb = mw_batch { batch: b, names };
+            let mut handle = mw_tx { tx: tx as *mut ChunkTx<'_> as *mut c_void };
+            // Safety: the caller's callback; `mb` and `handle` live for the call.
+            let rc = unsafe { f(user, &mb, &mut handle) };
+            if rc != 0 { Err(Error::callback(format!("batch callback failed with status {rc}"))) } else { Ok(()) }
+        }
+    });
     let mut progress_fn = cb.on_progress.map(|f| {
         move |p: &Progress| -> memwarden_core::Result<()> {
             let s = CString::new(p.to_json().to_string()).unwrap_or_default();
@@ -434,6 +477,9 @@ fn run(
     });
     let mut handlers = Handlers {
         on_batch: &mut batch_fn,
+        on_batch_tx: tx_fn
+            .as_mut()
+            .map(|f| f as &mut dyn FnMut(&Batch, &mut ChunkTx<'_>) -> memwarden_core::Result<()>),
         on_progress: progress_fn.as_mut().map(|f| f as &mut dyn FnMut(&Progress) -> memwarden_core::Result<()>),
         on_error: error_fn.as_mut().map(|f| f as &mut dyn FnMut(&Error, &ChunkInfo) -> memwarden_core::Result<bool>),
     };
@@ -477,6 +523,87 @@ pub unsafe extern "C" fn mw_chunk_process(
     stats_json_out: *mut *mut c_char,
 ) -> mw_status {
     boundary(|| run(chunk, sql, std::ptr::null(), callbacks, true, stats_json_out))
+}
+
+fn tx_ref<'a>(tx: *mut mw_tx) -> FfiResult<&'a mut ChunkTx<'a>> {
+    if tx.is_null() {
+        return Err(FfiError::null("tx"));
+    }
+    // Safety: the library passed `tx` to the running `on_batch_tx` callback; valid for that call.
+    let h = unsafe { &mut *tx };
+    // Safety: `h.tx` points at the ChunkTx that lives for the same call.
+    Ok(unsafe { &mut *(h.tx as *mut ChunkTx<'a>) })
+}
+
+fn params_arg(params_json: *const c_char) -> FfiResult<Vec<Value>> {
+    if params_json.is_null() {
+        return Ok(Vec::new());
+    }
+    // Safety: NUL-terminated per the contract.
+    let text = unsafe { str_arg(params_json, "params_json") }?;
+    let v: Json = serde_json::from_str(text)
+        .map_err(|e| FfiError::new(mw_status::InvalidArgument, format!("'params_json' is not JSON: {e}")))?;
+    match v {
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, j)| match j {
+                Json::Array(_) | Json::Object(_) => Err(FfiError::new(
+                    mw_status::InvalidArgument,
+                    format!("'params_json' item {i} is {j}: parameters are null, booleans, numbers or strings"),
+                )),
+                other => Ok(json_value(other)),
+            })
+            .collect(),
+        other => Err(FfiError::new(
+            mw_status::InvalidArgument,
+            format!("'params_json' must be a JSON array of parameters, got {other}"),
+        )),
+    }
+}
+
+/// Runs `sql` with `params_json` (NULL, or a JSON array of null / boolean / number / string
+/// values; placeholders as the connection writes them: `?` for SQLite and MySQL, `$1` for
+/// PostgreSQL) inside the chunk's transaction. Only valid during `on_batch_tx`. A failed
+/// statement returns `MW_STATUS_DATABASE`; return non-zero from the callback then, so the
+/// chunk is rolled back (on PostgreSQL the transaction cannot go on after an error).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_chunk_tx_execute(
+    tx: *mut mw_tx,
+    sql: *const c_char,
+    params_json: *const c_char,
+) -> mw_status {
+    boundary(|| {
+        let t = tx_ref(tx)?;
+        // Safety: NUL-terminated per the contract.
+        let sql = unsafe { str_arg(sql, "sql") }?;
+        let params = params_arg(params_json)?;
+        t.execute(sql, &params)?;
+        Ok(())
+    })
+}
+
+/// As `mw_chunk_tx_execute`, and returns the statement's rows as JSON (an array of objects;
+/// free with `mw_string_free`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_chunk_tx_query(
+    tx: *mut mw_tx,
+    sql: *const c_char,
+    params_json: *const c_char,
+    rows_json_out: *mut *mut c_char,
+) -> mw_status {
+    boundary(|| {
+        need_out(rows_json_out, "rows_json_out")?;
+        let t = tx_ref(tx)?;
+        // Safety: NUL-terminated per the contract.
+        let sql = unsafe { str_arg(sql, "sql") }?;
+        let params = params_arg(params_json)?;
+        let b = t.query(sql, &params)?;
+        let mut s = String::new();
+        b.write_json(RowFormat::Dict, &mut s);
+        // Safety: checked non-NULL.
+        unsafe { write_out(rows_json_out, "rows_json_out", out_string(s)) }
+    })
 }
 
 /// The statistics of the last run as JSON (free with `mw_string_free`).

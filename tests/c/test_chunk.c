@@ -254,6 +254,121 @@ static void test_file_held_open_elsewhere(const char *url, const char *path) {
     p = NULL;
     CHECK_STATUS(mw_chunk_open(url, NULL, &p), MW_STATUS_OK);
     mw_chunk_free(p);
+/* ---- the same-transaction mode (checkpoint_table) ---------------------------------------- */
+
+typedef struct {
+    int stop_at;          /* fail hard (after writing) on the chunk starting at this id */
+    int64_t first_id;     /* first id handed to the callback in this run */
+    long out_rows_at_start;
+    int calls;
+    int bad_checks;       /* bad-input calls inside the callback that did not fail as they should */
+} tx_state;
+
+static int32_t on_batch_tx(void *user, const mw_batch *b, mw_tx *tx) {
+    tx_state *s = user;
+    size_t rows = mw_batch_row_count(b);
+    int64_t first = 0;
+    mw_batch_int(b, 0, 0, &first);
+    if (s->calls++ == 0) {
+        s->first_id = first;
+        if (mw_chunk_tx_execute(tx, "CREATE TABLE IF NOT EXISTS tx_out (id INTEGER NOT NULL, v INTEGER NOT NULL)",
+                                NULL) != MW_STATUS_OK)
+            return 11;
+        char *json = NULL;
+        if (mw_chunk_tx_query(tx, "SELECT COUNT(*) AS n FROM tx_out", "[]", &json) != MW_STATUS_OK) return 12;
+        const char *at = strstr(json, "\"n\":");
+        s->out_rows_at_start = at ? strtol(at + 4, NULL, 10) : -1;
+        mw_string_free(json);
+        /* bad input inside the transaction: errors, not crashes */
+        if (mw_chunk_tx_execute(tx, "INSERT INTO tx_out VALUES (?, ?)", "not json") != MW_STATUS_INVALID_ARGUMENT)
+            s->bad_checks++;
+        if (!strstr(mw_last_error_message(), "'params_json' is not JSON")) s->bad_checks++;
+        if (mw_chunk_tx_execute(tx, "INSERT INTO tx_out VALUES (?, ?)", "{\"a\": 1}") != MW_STATUS_INVALID_ARGUMENT)
+            s->bad_checks++;
+        if (mw_chunk_tx_execute(tx, "INSERT INTO tx_out VALUES (?, ?)", "[[1], 2]") != MW_STATUS_INVALID_ARGUMENT)
+            s->bad_checks++;
+        if (mw_chunk_tx_execute(tx, NULL, NULL) != MW_STATUS_NULL_ARGUMENT) s->bad_checks++;
+        if (mw_chunk_tx_query(tx, "SELECT 1", NULL, NULL) != MW_STATUS_NULL_ARGUMENT) s->bad_checks++;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        int64_t id = 0;
+        char params[64];
+        if (mw_batch_int(b, r, 0, &id) != MW_STATUS_OK) return 13;
+        snprintf(params, sizeof params, "[%lld, %lld]", (long long)id, (long long)id * 2);
+        if (mw_chunk_tx_execute(tx, "INSERT INTO tx_out (id, v) VALUES (?, ?)", params) != MW_STATUS_OK) return 14;
+    }
+    return first == s->stop_at ? 7 : 0;
+}
+
+static int32_t count_out(void *user, const mw_batch *b) {
+    state *s = user;
+    for (size_t r = 0; r < mw_batch_row_count(b); r++) {
+        int64_t id = 0, n = 0, bad = 0;
+        mw_batch_int(b, r, 0, &id);
+        mw_batch_int(b, r, 1, &n);
+        mw_batch_int(b, r, 2, &bad);
+        if (id >= 1 && id <= ROWS && bad == 0) s->seen[id] += (int)n;
+    }
+    return 0;
+}
+
+static void test_same_transaction(const char *url) {
+    const char *cfg = "{\"chunk_size\": 100, \"key_column\": \"id\", \"checkpoint_table\": \"mw_ck\", "
+                      "\"retry_attempts\": 0, \"retry_delay\": 0}";
+    mw_chunk *p = NULL;
+    CHECK_STATUS(mw_chunk_open(url, cfg, &p), MW_STATUS_OK);
+    tx_state t = {.stop_at = 501};
+    mw_chunk_callbacks cb = {.on_batch_tx = on_batch_tx, .user = &t};
+    /* chunk 6 writes its rows, then fails for good: rolled back, the run stops */
+    CHECK_STATUS(mw_chunk_process_query(p, GEN, NULL, &cb, NULL), MW_STATUS_CALLBACK);
+    ERR_HAS("batch callback failed with status 7");
+    CHECK(t.first_id == 1 && t.out_rows_at_start == 0 && t.bad_checks == 0);
+    mw_chunk_free(p);
+
+    /* the rerun resumes after the last committed chunk (500), where 500 rows are written */
+    CHECK_STATUS(mw_chunk_open(url, cfg, &p), MW_STATUS_OK);
+    tx_state t2 = {.stop_at = -1};
+    cb.user = &t2;
+    char *stats = NULL;
+    CHECK_STATUS(mw_chunk_process_query(p, GEN, NULL, &cb, &stats), MW_STATUS_OK);
+    CHECK(t2.first_id == 501 && t2.out_rows_at_start == 500 && t2.bad_checks == 0);
+    CHECK(stats && strstr(stats, "\"resumed\":true") && strstr(stats, "\"processed\":1000"));
+    mw_string_free(stats);
+    mw_chunk_free(p);
+
+    /* every id written exactly once, each with v = 2 * id */
+    CHECK_STATUS(mw_chunk_open(url, "{\"key_column\": \"id\"}", &p), MW_STATUS_OK);
+    state *s = calloc(1, sizeof *s);
+    mw_chunk_callbacks counter = {.on_batch = count_out, .user = s};
+    CHECK_STATUS(mw_chunk_process_query(
+                     p, "SELECT id, COUNT(*) AS n, SUM(v <> 2 * id) AS bad FROM tx_out GROUP BY id", NULL, &counter, NULL),
+                 MW_STATUS_OK);
+    CHECK(all_once(s));
+    /* the finished run's checkpoint row is gone */
+    memset(s, 0, sizeof *s);
+    CHECK_STATUS(mw_chunk_process_query(p, "SELECT 1 AS id, COUNT(*) AS n, 0 AS bad FROM mw_ck", NULL, &counter, NULL),
+                 MW_STATUS_OK);
+    CHECK(s->seen[1] == 0);
+    free(s);
+
+    /* on_batch_tx without checkpoint_table is not called; on_batch is then missing */
+    CHECK_STATUS(mw_chunk_process_query(p, GEN, NULL, &cb, NULL), MW_STATUS_INVALID_ARGUMENT);
+    ERR_HAS("on_batch_tx is only called with checkpoint_table set");
+    mw_chunk_free(p);
+
+    /* bad config and handles */
+    CHECK_STATUS(mw_chunk_open(url, "{\"checkpoint_table\": \"ck\", \"checkpoint\": \"/tmp/x\"}", &p),
+                 MW_STATUS_INVALID_CONFIG);
+    ERR_HAS("'checkpoint_table' and 'checkpoint' exclude each other");
+    CHECK_STATUS(mw_chunk_open(url, "{\"checkpoint_table\": \"ck\", \"parallel_chunks\": 2}", &p), MW_STATUS_INVALID_CONFIG);
+    ERR_HAS("'parallel_chunks' must be 1");
+    CHECK_STATUS(mw_chunk_open(url, "{\"checkpoint_table\": \"ck\", \"pagination\": \"offset\"}", &p),
+                 MW_STATUS_INVALID_CONFIG);
+    ERR_HAS("needs keyset pagination");
+    CHECK_STATUS(mw_chunk_open(url, "{\"checkpoint_table\": \"ck; DROP TABLE x\"}", &p), MW_STATUS_INVALID_CONFIG);
+    ERR_HAS("invalid value for 'checkpoint_table'");
+    CHECK_STATUS(mw_chunk_tx_execute(NULL, "SELECT 1", NULL), MW_STATUS_NULL_ARGUMENT);
+    ERR_HAS("tx");
 }
 
 int main(void) {
@@ -267,6 +382,7 @@ int main(void) {
     test_process_query(url);
     test_host_connection();
     test_bad_input(url);
+    test_same_transaction(url);
     remove(path);
     return CHECK_SUMMARY();
 }

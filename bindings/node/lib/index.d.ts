@@ -565,6 +565,13 @@ export interface ChunkedDatabaseProcessorOptions {
   /** A file: the last key of every finished chunk is saved; a rerun resumes after it. */
   checkpoint?: string
   checkpoint_fsync?: boolean
+  /**
+   * The same-transaction mode: a table (created if missing) holding the run's checkpoint row.
+   * Callbacks get `(rows, tx)`; what they run through `tx` commits with the chunk's checkpoint,
+   * so a resume after a crash applies every row exactly once. Excludes `checkpoint`,
+   * `parallel_chunks` > 1, `prefetch` and non-keyset pagination.
+   */
+  checkpoint_table?: string
   exact_count?: boolean
   prefetch?: boolean
   /** `'dict'` (objects, default) or `'tuple'` (arrays). */
@@ -590,19 +597,33 @@ export interface ProcessQueryOptions {
   parallel?: boolean | number
 }
 
+/**
+ * The transaction of one chunk in the same-transaction mode (`checkpoint_table`), valid while
+ * its callback runs. Placeholders: `?` for SQLite and MySQL, `$1` for PostgreSQL.
+ */
+export class ChunkTransaction {
+  private constructor()
+  execute(sql: string, params?: Array<null | boolean | number | string> | null): void
+  query(sql: string, params?: Array<null | boolean | number | string> | null): Array<Record<string, any>>
+}
+
 export class ChunkedDatabaseProcessor {
   /** `connection`: `sqlite:///path.db`, `postgres://...`, `mysql://...`, or a PDO DSN. */
   constructor(connection: string, options?: ChunkedDatabaseProcessorOptions)
   /** The connection, password masked. */
   readonly connection: string
-  /** `rowCallback(row)` for every row, on this thread; returns the final statistics. */
-  process(sql: string, rowCallback: (row: any) => void): ChunkStats
-  processQuery(sql: string, batchCallback: (rows: any[]) => void, options?: ProcessQueryOptions): ChunkStats
+  /** `rowCallback(row)` for every row, on this thread; returns the final statistics. `tx` is set with `checkpoint_table`. */
+  process(sql: string, rowCallback: (row: any, tx?: ChunkTransaction) => void): ChunkStats
+  processQuery(
+    sql: string,
+    batchCallback: (rows: any[], tx?: ChunkTransaction) => void,
+    options?: ProcessQueryOptions
+  ): ChunkStats
   /** The core runs on a worker thread; a Promise returned by the callback is awaited before the run goes on. */
-  processAsync(sql: string, rowCallback: (row: any) => void | Promise<void>): Promise<ChunkStats>
+  processAsync(sql: string, rowCallback: (row: any, tx?: ChunkTransaction) => void | Promise<void>): Promise<ChunkStats>
   processQueryAsync(
     sql: string,
-    batchCallback: (rows: any[]) => void | Promise<void>,
+    batchCallback: (rows: any[], tx?: ChunkTransaction) => void | Promise<void>,
     options?: ProcessQueryOptions
   ): Promise<ChunkStats>
   setProgressCallback(fn: ((stats: ChunkStats) => void) | null): this

@@ -1365,6 +1365,31 @@ function noPromise (r) {
 }
 
 /**
+ * The transaction of one chunk in the same-transaction mode (`checkpoint_table`): what runs
+ * through `execute` / `query` commits together with the chunk's checkpoint, or not at all.
+ * Valid only while its callback runs (in an async run, until the callback's Promise settles).
+ */
+class ChunkTransaction {
+  constructor (nativeProcessor) {
+    this._native = nativeProcessor
+  }
+
+  /** Runs `sql` with `params` (an array; `?` placeholders for SQLite and MySQL, `$1` for PostgreSQL). */
+  execute (sql, params) {
+    this.query(sql, params)
+  }
+
+  /** As `execute`, and returns the rows as objects. */
+  query (sql, params) {
+    if (typeof sql !== 'string') throw new TypeError(`ChunkTransaction.execute(): 'sql' must be a string, got ${describeType(sql)}`)
+    if (params !== undefined && params !== null && !Array.isArray(params)) {
+      throw new TypeError(`ChunkTransaction.execute(): 'params' must be an array, got ${describeType(params)}`)
+    }
+    return this._native.txExecute(sql, params ?? null)
+  }
+}
+
+/**
  * Walks a query's rows in chunks by keyset pagination (a row is never skipped or seen twice
  * while the callback updates rows), with progress, retries, an error policy, parallel key
  * ranges, a per-chunk memory budget and checkpoints. `connection` is a URL or PDO DSN
@@ -1411,29 +1436,39 @@ class ChunkedDatabaseProcessor {
     return this._native.connection
   }
 
-  /** `rowCallback(row)` for every row; returns the final statistics. */
+  /** The chunk's transaction for a callback, in the same-transaction mode (else undefined). */
+  _tx () {
+    return this._native.transactional ? new ChunkTransaction(this._native) : undefined
+  }
+
+  /** `rowCallback(row)` for every row (`rowCallback(row, tx)` with `checkpoint_table`); returns the final statistics. */
   process (sql, rowCallback) {
     requireFunction('process', 'rowCallback', rowCallback)
     return this._run('process', sql, (rows) => {
+      const tx = this._tx()
       for (let i = 0; i < rows.length; i++) {
-        const r = rowCallback(rows[i])
+        const r = rowCallback(rows[i], tx)
         if (r !== undefined) noPromise(r)
       }
     }, null)
   }
 
-  /** `batchCallback(rows)` per chunk; `options`: `batch_size`, `parallel`. Returns the final statistics. */
+  /**
+   * `batchCallback(rows)` per chunk (`batchCallback(rows, tx)` with `checkpoint_table`);
+   * `options`: `batch_size`, `parallel`. Returns the final statistics.
+   */
   processQuery (sql, batchCallback, options) {
     requireFunction('processQuery', 'batchCallback', batchCallback)
-    return this._run('processQuery', sql, (rows) => noPromise(batchCallback(rows)), options)
+    return this._run('processQuery', sql, (rows) => noPromise(batchCallback(rows, this._tx())), options)
   }
 
   /** As `process`; `rowCallback` may return a Promise, awaited before the next row. */
   processAsync (sql, rowCallback) {
     requireFunction('processAsync', 'rowCallback', rowCallback)
     return this._runAsync('processAsync', sql, async (rows) => {
+      const tx = this._tx()
       for (let i = 0; i < rows.length; i++) {
-        const r = rowCallback(rows[i])
+        const r = rowCallback(rows[i], tx)
         if (isThenable(r)) await r
       }
     }, null)
@@ -1442,7 +1477,7 @@ class ChunkedDatabaseProcessor {
   /** As `processQuery`; `batchCallback` may return a Promise, awaited before the next batch. */
   processQueryAsync (sql, batchCallback, options) {
     requireFunction('processQueryAsync', 'batchCallback', batchCallback)
-    return this._runAsync('processQueryAsync', sql, batchCallback, options)
+    return this._runAsync('processQueryAsync', sql, (rows) => batchCallback(rows, this._tx()), options)
   }
 
   _check (method, sql, options) {
@@ -1732,6 +1767,7 @@ module.exports = {
   LazyIterator,
   FilteredIterator,
   ChunkedDatabaseProcessor,
+  ChunkTransaction,
   MemoryAlertingService,
   ResourceTracker,
   memoryTracking,

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use memwarden_core::chunk::{Handlers, Progress, QueryOptions, RowFormat};
+use memwarden_core::chunk::{Batch, ChunkTx, Handlers, Progress, QueryOptions, RowFormat, Value as CellValue};
 use memwarden_core::{ChunkConfig, ChunkedDatabaseProcessor, Error as CoreError};
 use napi::bindgen_prelude::*;
 use napi::{Env, sys};
@@ -47,6 +47,9 @@ pub struct NativeChunkedDatabaseProcessor {
     snapshot: Arc<Mutex<Progress>>,
     row_format: RowFormat,
     describe: String,
+    /// The same-transaction mode (`checkpoint_table`): the address of the running chunk's
+    /// `ChunkTx` while its batch callback runs (0 otherwise), for `txExecute`.
+    tx_slot: Option<Arc<Mutex<usize>>>,
 }
 
 fn busy(env: &Env) -> napi::Error {
@@ -66,9 +69,17 @@ fn run_core(
     sql: &str,
     opts: &QueryOptions,
     flags: (bool, bool),
+    tx_slot: Option<&Mutex<usize>>,
 ) -> CoreResult<Progress> {
     let (progress, on_error) = flags;
     let mut on_batch = |b: &memwarden_core::chunk::Batch| port.request(Request::Batch(b)).map(|_| ());
+    let mut on_batch_tx = |b: &Batch, tx: &mut ChunkTx<'_>| {
+        let slot = tx_slot.expect("set in the same-transaction mode");
+        *slot.lock() = tx as *mut ChunkTx<'_> as usize;
+        let r = port.request(Request::Batch(b)).map(|_| ());
+        *slot.lock() = 0;
+        r
+    };
     let mut on_progress = |s: &Progress| {
         *snapshot.lock() = s.clone();
         if progress { port.request(Request::Progress(s)).map(|_| ()) } else { Ok(()) }
@@ -81,6 +92,7 @@ fn run_core(
     };
     let mut h = Handlers {
         on_batch: &mut on_batch,
+        on_batch_tx: if tx_slot.is_some() { Some(&mut on_batch_tx) } else { None },
         // No progress callback: the core then skips counting the rows up front.
         on_progress: if progress { Some(&mut on_progress) } else { None },
         on_error: if on_error { Some(&mut on_err) } else { None },
@@ -100,6 +112,7 @@ impl NativeChunkedDatabaseProcessor {
         let cfg = normalize_numbers(config_json.unwrap_or(Value::Null));
         let config = guarded(&env, || ChunkConfig::from_json(&cfg))?;
         let row_format = config.row_format;
+        let tx_slot = config.checkpoint_table.is_some().then(Arc::default);
         let p = guarded(&env, || ChunkedDatabaseProcessor::open(&connection, config))?;
         let describe = p.describe().to_owned();
         Ok(NativeChunkedDatabaseProcessor {
@@ -108,6 +121,7 @@ impl NativeChunkedDatabaseProcessor {
             snapshot: Arc::new(Mutex::new(Progress::default())),
             row_format,
             describe,
+            tx_slot,
         })
     }
 
@@ -140,8 +154,10 @@ impl NativeChunkedDatabaseProcessor {
         self.port.set_shape(Shape { row_format: self.row_format, progress_stats: flags.progress_stats });
         self.port.clear_thrown();
         let (port, snap) = (&self.port, &self.snapshot);
-        let r = port
-            .direct(&env, &dispatch, || run_core(&mut p.0, port, snap, &sql, &opts, (flags.progress, flags.on_error)));
+        let slot = self.tx_slot.as_deref();
+        let r = port.direct(&env, &dispatch, || {
+            run_core(&mut p.0, port, snap, &sql, &opts, (flags.progress, flags.on_error), slot)
+        });
         match r {
             Ok(s) => Ok(s.to_json()),
             Err(e) => Err(throw_value(env.raw(), self.port.error_value(env.raw(), &e))),
@@ -170,8 +186,9 @@ impl NativeChunkedDatabaseProcessor {
         self.port.set_shape(Shape { row_format: self.row_format, progress_stats: flags.progress_stats });
         self.port.clear_thrown();
         let (inner, port, snap) = (self.inner.clone(), self.port.clone(), self.snapshot.clone());
+        let slot = self.tx_slot.clone();
         let p = spawn_step(&env, &dispatch, self.port.clone(), move || {
-            let r = run_core(&mut proc.0, &port, &snap, &sql, &opts, (flags.progress, flags.on_error));
+            let r = run_core(&mut proc.0, &port, &snap, &sql, &opts, (flags.progress, flags.on_error), slot.as_deref());
             *inner.lock() = Some(proc);
             let settle: Settle = Box::new(move |env: sys::napi_env, port: &Port| match r {
                 Ok(s) => Ok(json_value(env, s.to_json())),
@@ -192,6 +209,78 @@ impl NativeChunkedDatabaseProcessor {
             Some(g) if g.is_some() => g.as_ref().map(|p| p.0.stats().to_json()).unwrap_or_default(),
             _ => self.snapshot.lock().to_json(),
         }
+    }
+
+    /// Whether `checkpoint_table` is set (callbacks get the chunk's transaction).
+    #[napi(getter)]
+    pub fn transactional(&self) -> bool {
+        self.tx_slot.is_some()
+    }
+
+    /// Runs `sql` with `params` (an array of null, boolean, number, string values) in the
+    /// transaction of the chunk whose callback is running, and returns the rows (objects).
+    /// Only valid during a batch callback of the same-transaction mode.
+    #[napi(ts_args_type = "sql: string, params?: any[] | null", ts_return_type = "Array<Record<string, any>>")]
+    pub fn tx_execute(&self, env: Env, sql: String, params: Option<Value>) -> Result<Value> {
+        let Some(slot) = &self.tx_slot else {
+            return Err(throw_core(
+                &env,
+                &CoreError::invalid_argument("ChunkTransaction: this processor has no checkpoint_table"),
+            ));
+        };
+        let params = match normalize_numbers(params.unwrap_or(Value::Null)) {
+            Value::Null => Vec::new(),
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, v) in items.into_iter().enumerate() {
+                    out.push(match v {
+                        Value::Null => CellValue::Null,
+                        Value::Bool(b) => CellValue::Bool(b),
+                        Value::Number(n) => match n.as_i64() {
+                            Some(i) => CellValue::Int(i),
+                            None => CellValue::Real(n.as_f64().unwrap_or(f64::NAN)),
+                        },
+                        Value::String(s) => CellValue::Text(s),
+                        other => {
+                            return Err(throw_core(
+                                &env,
+                                &CoreError::invalid_argument(format!(
+                                    "ChunkTransaction.execute(): parameter {i} is {}; parameters are null, booleans, \
+                                     numbers or strings",
+                                    if other.is_array() { "an array" } else { "an object" }
+                                )),
+                            ));
+                        }
+                    });
+                }
+                out
+            }
+            _ => {
+                return Err(throw_core(
+                    &env,
+                    &CoreError::invalid_argument("ChunkTransaction.execute(): 'params' must be an array"),
+                ));
+            }
+        };
+        let g = slot.lock();
+        if *g == 0 {
+            return Err(throw_core(
+                &env,
+                &CoreError::new(
+                    memwarden_core::ErrorKind::Closed,
+                    "ChunkTransaction: this chunk's transaction has ended (use tx only inside its callback)",
+                ),
+            ));
+        }
+        // Safety: a non-zero slot holds the address of the ChunkTx of the batch callback that
+        // is running (its thread waits for the callback's reply); it is reset to 0 under this
+        // lock before the ChunkTx goes away, and the lock keeps two calls from using it at once.
+        let tx = unsafe { &mut *(*g as *mut ChunkTx<'static>) };
+        let batch = guarded(&env, || tx.query(&sql, &params))?;
+        drop(g);
+        let mut text = String::new();
+        batch.write_json(RowFormat::Dict, &mut text);
+        serde_json::from_str(&text).map_err(|e| napi::Error::from_reason(e.to_string()))
     }
 
     /// The manager whose cleanup runs when a chunk exceeds `memory_limit`; `null` for none.

@@ -412,3 +412,113 @@ for (const server of servers) {
     }
   })
 }
+
+// ---- the same-transaction mode (checkpoint_table) ----------------------------------------
+
+/** An output table (no key: a write applied twice shows as two rows), its INSERT, and the options. */
+function txSetup (mark, exec) {
+  const out = unique('mw_node_txo')
+  const ck = `${out}_ck`
+  exec(`CREATE TABLE ${out} (id BIGINT NOT NULL, v BIGINT NOT NULL)`)
+  const insert = `INSERT INTO ${out} (id, v) VALUES (${mark === '$' ? '$1, $2' : '?, ?'})`
+  const opts = { chunk_size: 100, retry_attempts: 0, checkpoint_table: ck, key_column: 'id' }
+  return { out, ck, insert, opts }
+}
+
+function counts (read, out) {
+  return read(`SELECT id || ':' || COUNT(*) || ':' || SUM(v) FROM ${out} GROUP BY id ORDER BY id`)
+}
+
+sqliteTest('checkpoint_table: chunk writes commit with the checkpoint; a resume applies each row exactly once', async () => {
+  const { file, url } = sqliteDb(1000)
+  const read = (sql) => execFileSync('sqlite3', [file, sql], { encoding: 'utf8' }).trim().split('\n').filter(Boolean)
+  const exec = (sql) => execFileSync('sqlite3', [file, sql])
+  const { out, ck, insert, opts } = txSetup('?', exec)
+  const src = 'SELECT * FROM t'
+  const kept = []
+  const write = (rows, tx, failAt) => {
+    kept.push(tx)
+    for (const r of rows) tx.execute(insert, [r.id, r.id * 2])
+    if (rows[0].id === failAt) throw new Error('dies after writing chunk 3')
+  }
+  const p = new ChunkedDatabaseProcessor(url, opts)
+  assert.throws(() => p.processQuery(src, (rows, tx) => write(rows, tx, 201)), /dies after writing chunk 3/)
+  const expect = (n) => Array.from({ length: n }, (_, i) => `${i + 1}:1:${2 * (i + 1)}`)
+  assert.deepEqual(counts(read, out), expect(200), "chunk 3's writes were rolled back")
+  assert.throws(() => kept[kept.length - 1].execute(insert, [0, 0]), /transaction has ended/)
+
+  // The resume, asynchronously: a Promise-returning callback keeps its transaction until it settles.
+  const firsts = []
+  const stats = await new ChunkedDatabaseProcessor(url, opts).processQueryAsync(src, async (rows, tx) => {
+    firsts.push(rows[0].id)
+    await new Promise((resolve) => setImmediate(resolve))
+    write(rows, tx)
+  })
+  assert.equal(firsts[0], 201)
+  assert.equal(stats.resumed, true)
+  assert.equal(stats.processed, 1000)
+  assert.deepEqual(counts(read, out), expect(1000))
+  assert.deepEqual(read(`SELECT COUNT(*) FROM ${ck}`), ['0'], 'a finished run deletes its checkpoint row')
+
+  // process() hands (row, tx); tx.query reads inside the transaction.
+  const seen = []
+  new ChunkedDatabaseProcessor(url, opts).process('SELECT * FROM t WHERE id <= 1', (row, tx) => {
+    seen.push(tx.query(`SELECT COUNT(*) AS n FROM ${out}`)[0].n)
+  })
+  assert.deepEqual(seen, [1000])
+})
+
+sqliteTest('checkpoint_table: bad input', () => {
+  const { url } = sqliteDb(10)
+  assert.throws(() => new ChunkedDatabaseProcessor(url, { checkpoint_table: 'ck', checkpoint: path.join(tmp, 'c') }),
+    (e) => e instanceof MemwardenError && /'checkpoint_table' and 'checkpoint' exclude each other/.test(e.message))
+  assert.throws(() => new ChunkedDatabaseProcessor(url, { checkpoint_table: 'ck', parallel_chunks: 2 }),
+    /'parallel_chunks' must be 1, not 2/)
+  assert.throws(() => new ChunkedDatabaseProcessor(url, { checkpoint_table: 'ck', pagination: 'offset' }),
+    /needs keyset pagination/)
+  assert.throws(() => new ChunkedDatabaseProcessor(url, { checkpoint_table: 'ck; DROP TABLE t' }),
+    /invalid value for 'checkpoint_table'/)
+  const p = new ChunkedDatabaseProcessor(url, { checkpoint_table: 'ck', retry_attempts: 0 })
+  const errors = []
+  p.processQuery('SELECT * FROM t', (rows, tx) => {
+    for (const [sql, params] of [['SELECT 1', 'x'], ['SELECT 1', { a: 1 }], [5, []], ['SELECT ?', [[1]]]]) {
+      try { tx.execute(sql, params) } catch (e) { errors.push(e.message) }
+    }
+    try { tx.execute('INSERT INTO no_such_table VALUES (1)') } catch (e) { errors.push(e.message) }
+  })
+  assert.equal(errors.length, 5, errors.join('\n'))
+  assert.match(errors[0], /'params' must be an array/)
+  assert.match(errors[2], /'sql' must be a string/)
+  assert.match(errors[3], /parameter 0 is an array/)
+  assert.match(errors[4], /no such table/)
+  assert.throws(() => p.processQuery('SELECT * FROM t', () => {}, { parallel: 2 }),
+    /'parallel' 2 cannot be used with checkpoint_table/)
+})
+
+for (const server of servers) {
+  const why = server.probe()
+  if (why !== null) continue // reported by the tests above
+  test(`${server.name}: checkpoint_table writes exactly once across a failed run and its resume`, () => {
+    const table = unique('mw_node_tx')
+    server.run(server.create(table, 500))
+    const { out, ck, insert, opts } = txSetup(server.name === 'PostgreSQL' ? '$' : '?', (sql) => server.run(sql))
+    try {
+      const src = `SELECT * FROM ${table}`
+      const write = (rows, tx, failAt) => {
+        for (const r of rows) tx.execute(insert, [r.id, r.id * 2])
+        if (rows[0].id === failAt) throw new Error('boom')
+      }
+      assert.throws(() => new ChunkedDatabaseProcessor(server.url, opts).processQuery(src, (rows, tx) => write(rows, tx, 301)), /boom/)
+      assert.equal(Number(server.run(`SELECT COUNT(*) FROM ${out}`).trim()), 300)
+      const s = new ChunkedDatabaseProcessor(server.url, opts).processQuery(src, (rows, tx) => write(rows, tx))
+      assert.equal(s.resumed, true)
+      assert.equal(server.run(`SELECT COUNT(*), COUNT(DISTINCT id), SUM(v) FROM ${out}`).trim().split(/\s+|\|/).join(','),
+        `500,500,${500 * 501}`)
+      assert.equal(Number(server.run(`SELECT COUNT(*) FROM ${ck}`).trim()), 0)
+    } finally {
+      server.run(`DROP TABLE IF EXISTS ${table}`)
+      server.run(`DROP TABLE IF EXISTS ${out}`)
+      server.run(`DROP TABLE IF EXISTS ${ck}`)
+    }
+  })
+}

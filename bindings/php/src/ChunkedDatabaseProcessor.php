@@ -44,10 +44,13 @@ use Memwarden\Exception\InvalidConfigException;
  * rereads earlier rows; stats['warnings'] says so), checkpoint (a file: the last key of
  * every finished chunk is saved and a rerun resumes after it), checkpoint_fsync,
  * exact_count, prefetch, row_format ('dict': rows are associative arrays; 'tuple': lists),
- * user, password, connect_timeout (10 s), allow_shared_sqlite_file (false: a DSN's SQLite
- * file that this process already holds open outside memwarden, e.g. through a PDO, is
- * refused, because PDO's SQLite and memwarden's do not see each other's locks; pass the PDO
- * object instead). Binding keys: progress_callback($processed,
+ * user, password, connect_timeout (10 s), checkpoint_table (the same-transaction mode: a
+ * table name; each chunk's writes and the run's checkpoint row commit in one transaction, so
+ * a resume after a crash applies every row exactly once; callbacks get ($rows, ChunkTransaction
+ * $tx), and with a PDO connection may write through that PDO too), allow_shared_sqlite_file
+ * (false: a DSN's SQLite file that this process already holds open outside memwarden, e.g.
+ * through a PDO, is refused, because PDO's SQLite and memwarden's do not see each other's
+ * locks; pass the PDO object instead). Binding keys: progress_callback($processed,
  * $total), error_callback(\Throwable $error, ChunkInfo $chunk): bool (true skips the chunk
  * and goes on, false stops the run), manager (a MemoryManager whose cleanup runs when a
  * chunk exceeds memory_limit).
@@ -116,6 +119,7 @@ class ChunkedDatabaseProcessor
         $st->progressPair = $progress;
         $st->progressStats = null;
         $st->onError = $error;
+        $st->txMode = isset($config['checkpoint_table']);
         $json = Native::configJson('ChunkedDatabaseProcessor', $config);
 
         $out = $this->ffi->new('mw_chunk*');
@@ -152,6 +156,21 @@ class ChunkedDatabaseProcessor
         $cb = $this->callbacks = $this->ffi->new('mw_chunk_callbacks');
         $cb->user = null;
         $cb->on_row = null;
+        $cb->on_batch_tx = null;
+        if ($st->txMode) {
+            $cb->on_batch_tx = $this->keep[] = static function ($user, $batch, $tx) use ($st): int {
+                $t = new ChunkTransaction($st->ffi, $tx);
+                try {
+                    ($st->handler)(self::rows($st, $batch), $t);
+                    return 0;
+                } catch (\Throwable $e) {
+                    $st->guard->fail($e);
+                    return 1;
+                } finally {
+                    $t->end();
+                }
+            };
+        }
         $cb->on_batch = $this->keep[] = static function ($user, $batch) use ($st): int {
             try {
                 ($st->handler)(self::rows($st, $batch));
@@ -210,9 +229,9 @@ class ChunkedDatabaseProcessor
      */
     public function process(string|\Stringable $sql, callable $rowCallback): array
     {
-        return $this->run((string) $sql, static function (array $rows) use ($rowCallback): void {
+        return $this->run((string) $sql, static function (array $rows, ?ChunkTransaction $tx = null) use ($rowCallback): void {
             foreach ($rows as $row) {
-                $rowCallback($row);
+                $tx === null ? $rowCallback($row) : $rowCallback($row, $tx);
             }
         }, null);
     }
@@ -227,8 +246,8 @@ class ChunkedDatabaseProcessor
      */
     public function processQuery(string|\Stringable $sql, callable $batchCallback, array $options = []): array
     {
-        return $this->run((string) $sql, static function (array $rows) use ($batchCallback): void {
-            $batchCallback($rows);
+        return $this->run((string) $sql, static function (array $rows, ?ChunkTransaction $tx = null) use ($batchCallback): void {
+            $tx === null ? $batchCallback($rows) : $batchCallback($rows, $tx);
         }, $options === [] ? null : Native::configJson('processQuery options', $options));
     }
 
@@ -351,6 +370,18 @@ class ChunkedDatabaseProcessor
         /** @var \PDO $pdo */
         $pdo = $st->pdo;
         $params = $paramsJson === '' ? [] : json_decode($paramsJson, true, 512, JSON_THROW_ON_ERROR | JSON_BIGINT_AS_STRING);
+        // The same-transaction mode's BEGIN / COMMIT / ROLLBACK go through PDO's own methods,
+        // so PDO (and code using $pdo in the callback) knows a transaction is open.
+        $verb = strtoupper(trim($sql));
+        if (in_array($verb, ['BEGIN', 'BEGIN IMMEDIATE', 'START TRANSACTION', 'COMMIT', 'ROLLBACK'], true)) {
+            match ($verb) {
+                'COMMIT' => $pdo->inTransaction() && $pdo->commit(),
+                'ROLLBACK' => $pdo->inTransaction() && $pdo->rollBack(),
+                default => $pdo->inTransaction() || $pdo->beginTransaction(),
+            };
+            Native::check($ffi->mw_host_result_set_json($result, '{"columns":[],"rows":[]}'));
+            return;
+        }
         $stmt = $pdo->prepare($sql);
         if ($stmt === false) {
             throw new \PDOException('prepare failed: ' . implode(' ', $pdo->errorInfo()));
@@ -374,7 +405,8 @@ class ChunkedDatabaseProcessor
         $flags = JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION | JSON_UNESCAPED_SLASHES
             | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE;
         if ($meta) {
-            $rows = $stmt->fetchAll(\PDO::FETCH_NUM);
+            // A statement without a result set (INSERT, CREATE, ...) has nothing to fetch.
+            $rows = $columns === [] ? [] : $stmt->fetchAll(\PDO::FETCH_NUM);
             $stmt->closeCursor();
             Native::check($ffi->mw_host_result_set_json($result, json_encode(['columns' => $columns, 'rows' => $rows], $flags)));
             return;

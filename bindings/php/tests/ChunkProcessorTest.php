@@ -6,6 +6,8 @@ namespace Memwarden\Tests;
 
 use Memwarden\ChunkedDatabaseProcessor;
 use Memwarden\ChunkInfo;
+use Memwarden\ChunkTransaction;
+use Memwarden\Exception\ClosedException;
 use Memwarden\Exception\DatabaseException;
 use Memwarden\Exception\InvalidArgumentException;
 use Memwarden\Exception\InvalidConfigException;
@@ -426,5 +428,125 @@ final class ChunkProcessorTest extends TestCase
         $this->assertSame(self::ROWS, $handled);
         $this->assertSame(0, $pool->getStatistics()['active']);
         unset($container);
+    }
+
+    /**
+     * The same-transaction mode: a chunk's writes commit with the checkpoint row, so a run that
+     * dies after writing chunk 3 and its rerun leave every row written exactly once.
+     *
+     * @dataProvider connections
+     */
+    public function testCheckpointTableWritesEachRowExactlyOnce(string $kind): void
+    {
+        [$connection, $pdo, $table] = $this->setUpTable($kind, 500);
+        $out = "{$table}_out";
+        $ck = "{$table}_ck";
+        $pdo->exec("CREATE TABLE {$out} (id BIGINT NOT NULL, v BIGINT NOT NULL)");
+        $this->cleanup[] = fn () => $pdo->exec("DROP TABLE IF EXISTS {$out}");
+        $this->cleanup[] = fn () => $pdo->exec("DROP TABLE IF EXISTS {$ck}");
+        $viaPdo = $connection instanceof \PDO;
+        $insert = "INSERT INTO {$out} (id, v) VALUES " . ($kind === 'pgsql' ? '($1, $2)' : '(?, ?)');
+        $kept = null;
+        $write = function (array $rows, ChunkTransaction $tx, ?int $failAt = null) use ($pdo, $insert, $viaPdo, &$kept): void {
+            $kept = $tx;
+            foreach ($rows as $row) {
+                if ($viaPdo && $row['id'] % 2 === 0) {
+                    // The callback may use its own PDO: the same connection, the same transaction.
+                    $pdo->prepare($insert)->execute([$row['id'], $row['id'] * 2]);
+                } else {
+                    $tx->execute($insert, [(int) $row['id'], (int) $row['id'] * 2]);
+                }
+            }
+            if ((int) $rows[0]['id'] === $failAt) {
+                throw new \RuntimeException('dies after writing chunk 3');
+            }
+        };
+        $config = ['chunk_size' => 100, 'retry_attempts' => 0, 'checkpoint_table' => $ck];
+        $p = new ChunkedDatabaseProcessor($connection, $config);
+        try {
+            $p->processQuery("SELECT * FROM {$table}", fn (array $rows, ChunkTransaction $tx) => $write($rows, $tx, 201));
+            $this->fail('the run should stop');
+        } catch (\RuntimeException $e) {
+            $this->assertSame('dies after writing chunk 3', $e->getMessage());
+        }
+        $counts = function () use ($pdo, $out): array {
+            return array_map(
+                fn ($r) => array_map('intval', $r),
+                $pdo->query("SELECT id, COUNT(*), SUM(v) FROM {$out} GROUP BY id ORDER BY id")->fetchAll(\PDO::FETCH_NUM)
+            );
+        };
+        $expect = fn (int $n) => array_map(fn ($i) => [$i, 1, 2 * $i], range(1, $n));
+        $this->assertSame($expect(200), $counts(), "chunk 3's writes were rolled back");
+        try {
+            $kept->execute($insert, [0, 0]);
+            $this->fail('a kept transaction must refuse');
+        } catch (ClosedException $e) {
+            $this->assertStringContainsString('transaction has ended', $e->getMessage());
+        }
+
+        $firsts = [];
+        $stats = (new ChunkedDatabaseProcessor($connection, $config))->processQuery(
+            "SELECT * FROM {$table}",
+            function (array $rows, ChunkTransaction $tx) use ($write, &$firsts): void {
+                $firsts[] = (int) $rows[0]['id'];
+                $write($rows, $tx);
+            }
+        );
+        $this->assertSame(201, $firsts[0]);
+        $this->assertTrue($stats['resumed']);
+        $this->assertSame(500, $stats['processed']);
+        $this->assertSame($expect(500), $counts());
+        $this->assertSame(0, (int) $pdo->query("SELECT COUNT(*) FROM {$ck}")->fetchColumn(), 'a finished run deletes its row');
+
+        // process() hands ($row, $tx); $tx->query() reads inside the transaction.
+        $seen = [];
+        (new ChunkedDatabaseProcessor($connection, $config))->process(
+            "SELECT * FROM {$table} WHERE id <= 1",
+            function (array $row, ChunkTransaction $tx) use ($out, &$seen): void {
+                $seen[] = (int) $tx->query("SELECT COUNT(*) AS n FROM {$out}")[0]['n'];
+            }
+        );
+        $this->assertSame([500], $seen);
+    }
+
+    public function testCheckpointTableBadInput(): void
+    {
+        [$url, $pdo, $table] = $this->setUpTable('sqlite', 10);
+        $bad = [
+            [['checkpoint_table' => 'ck', 'checkpoint' => '/tmp/x'], "'checkpoint_table' and 'checkpoint' exclude each other"],
+            [['checkpoint_table' => 'ck', 'parallel_chunks' => 2], "'parallel_chunks' must be 1, not 2"],
+            [['checkpoint_table' => 'ck', 'pagination' => 'offset'], 'needs keyset pagination'],
+            [['checkpoint_table' => 'ck; DROP TABLE x'], "invalid value for 'checkpoint_table'"],
+        ];
+        foreach ($bad as [$config, $message]) {
+            try {
+                new ChunkedDatabaseProcessor($url, $config);
+                $this->fail("accepted: " . json_encode($config));
+            } catch (InvalidConfigException $e) {
+                $this->assertStringContainsString($message, $e->getMessage());
+            }
+        }
+        $errors = [];
+        (new ChunkedDatabaseProcessor($url, ['checkpoint_table' => 'ck', 'retry_attempts' => 0]))->processQuery(
+            "SELECT * FROM {$table}",
+            function (array $rows, ChunkTransaction $tx) use (&$errors): void {
+                foreach ([[[1, [2]]], [[new \stdClass()]]] as [$params]) {
+                    try {
+                        $tx->execute('SELECT ?', $params);
+                    } catch (\TypeError $e) {
+                        $errors[] = $e->getMessage();
+                    }
+                }
+                try {
+                    $tx->execute('INSERT INTO no_such_table VALUES (1)');
+                } catch (DatabaseException $e) {
+                    $errors[] = $e->getMessage();
+                }
+            }
+        );
+        $this->assertCount(3, $errors);
+        $this->assertStringContainsString('parameter 1 is array', $errors[0]);
+        $this->assertStringContainsString('parameter 0 is stdClass', $errors[1]);
+        $this->assertStringContainsString('no such table', $errors[2]);
     }
 }

@@ -21,8 +21,8 @@ use pyo3::{ffi, intern};
 use serde_json::{Map, Value as Json};
 
 use memwarden_core::chunk::{
-    Backend, Batch, CHUNK_KEYS, ChunkConfig, ChunkInfo, ChunkedDatabaseProcessor, Dialect, Handlers, ParamStyle,
-    Progress, QueryOptions, RowFormat, Value, missing_key,
+    Backend, Batch, CHUNK_KEYS, ChunkConfig, ChunkInfo, ChunkTx, ChunkedDatabaseProcessor, Dialect, Handlers,
+    ParamStyle, Progress, QueryOptions, RowFormat, Value, missing_key,
 };
 use memwarden_core::{self as mw, ErrorKind};
 
@@ -174,6 +174,9 @@ struct DbApiBackend {
     rows: HostSlot,
     /// The driver's last exception, kept as the `__cause__` of the DatabaseError.
     db_error: Arc<Mutex<Option<PyErr>>>,
+    /// The chunk's transaction was opened with an explicit BEGIN (an autocommit connection),
+    /// so it ends with an explicit COMMIT / ROLLBACK rather than the connection's methods.
+    explicit_tx: bool,
 }
 
 /// `%` doubled everywhere except in the last `n` `%s` placeholders (the core's, which come
@@ -353,6 +356,66 @@ fn estimate_row_bytes(row: &Bound<'_, PyAny>) -> usize {
     total
 }
 
+/// Whether a DB-API connection commits every statement by itself (then BEGIN is explicit).
+fn autocommit_on(conn: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = conn.py();
+    if let Ok(sqlite_in_tx) = conn.getattr(intern!(py, "in_transaction"))
+        && conn.get_type().getattr(intern!(py, "__module__"))?.extract::<String>()?.contains("sqlite3")
+    {
+        // sqlite3 begins implicitly only before writes: outside a transaction, BEGIN ourselves.
+        return Ok(!sqlite_in_tx.is_truthy()?);
+    }
+    if let Ok(f) = conn.getattr(intern!(py, "get_autocommit")) {
+        return f.call0()?.is_truthy(); // pymysql, MySQLdb
+    }
+    match conn.getattr(intern!(py, "autocommit")) {
+        Ok(v) if v.is_instance_of::<PyBool>() => v.is_truthy(), // psycopg, psycopg2, mariadb
+        _ => Ok(false),
+    }
+}
+
+impl DbApiBackend {
+    fn tx_step(&mut self, step: &str) -> mw::Result<()> {
+        let r = Python::try_attach(|py| -> PyResult<()> {
+            let conn = self.conn.bind(py);
+            let sql_step = |sql: &str| -> PyResult<()> {
+                let cur = conn.call_method0(intern!(py, "cursor"))?;
+                let r = cur.call_method1(intern!(py, "execute"), (sql,)).map(drop);
+                let _ = cur.call_method0(intern!(py, "close"));
+                r
+            };
+            match step {
+                "begin" => {
+                    // Ends the transaction the reads may have opened (psycopg opens one on
+                    // SELECT), so the chunk's writes start a transaction of their own.
+                    conn.call_method0(intern!(py, "commit"))?;
+                    self.explicit_tx = autocommit_on(conn)?;
+                    if self.explicit_tx {
+                        sql_step(match self.dialect {
+                            Dialect::Sqlite => "BEGIN IMMEDIATE",
+                            Dialect::Postgres => "BEGIN",
+                            Dialect::Mysql => "START TRANSACTION",
+                        })?;
+                    }
+                    Ok(())
+                }
+                "commit" if self.explicit_tx => sql_step("COMMIT"),
+                "rollback" if self.explicit_tx => sql_step("ROLLBACK"),
+                _ => conn.call_method0(step).map(drop),
+            }
+        });
+        match r {
+            None => Err(mw::Error::new(ErrorKind::Closed, "the Python interpreter is shutting down")),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
+                let msg = format!("{} {step} failed: {e}", self.dialect.as_str());
+                *self.db_error.lock() = Some(e);
+                Err(mw::Error::new(ErrorKind::Database, msg))
+            }
+        }
+    }
+}
+
 impl Backend for DbApiBackend {
     fn dialect(&self) -> Dialect {
         self.dialect
@@ -360,9 +423,110 @@ impl Backend for DbApiBackend {
     fn param_style(&self) -> ParamStyle {
         self.style
     }
+    fn begin(&mut self) -> mw::Result<()> {
+        self.tx_step("begin")
+    }
+    fn commit(&mut self) -> mw::Result<()> {
+        self.tx_step("commit")
+    }
+    fn rollback(&mut self) -> mw::Result<()> {
+        self.tx_step("rollback")
+    }
     fn query(&mut self, sql: &str, params: &[Value], key: Option<&str>, meta: bool) -> mw::Result<Batch> {
         Python::try_attach(|py| self.query_py(py, sql, params, key, meta))
             .unwrap_or_else(|| Err(mw::Error::new(ErrorKind::Closed, "the Python interpreter is shutting down")))
+    }
+}
+
+// ---- the chunk's transaction -------------------------------------------------------------
+
+/// Where a `ChunkTx` handle finds the core's transaction: the address of the running
+/// `ChunkTx` while its callback runs, 0 afterwards.
+type TxSlot = Arc<Mutex<usize>>;
+
+/// `tx` of the same-transaction mode (`checkpoint_table`): the transaction of one chunk, valid
+/// during the callback it is passed to. What runs through it commits together with the
+/// chunk's checkpoint, or not at all.
+#[pyclass(name = "ChunkTransaction", module = "memwarden", frozen)]
+pub struct PyChunkTx {
+    slot: TxSlot,
+    dialect: Dialect,
+}
+
+impl PyChunkTx {
+    fn run<'py>(&self, py: Python<'py>, sql: &str, params: Option<&Bound<'py, PyAny>>) -> PyResult<Batch> {
+        let params: Vec<Value> = match params.filter(|p| !p.is_none()) {
+            None => Vec::new(),
+            Some(p)
+                if p.is_instance_of::<PyString>() || p.is_instance_of::<PyDict>() || p.is_instance_of::<PyBytes>() =>
+            {
+                return Err(PyTypeError::new_err(format!(
+                    "ChunkTransaction.execute(): params must be a sequence (list or tuple) of values, got {}",
+                    type_name(p)
+                )));
+            }
+            Some(p) => p
+                .try_iter()
+                .map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "ChunkTransaction.execute(): params must be a sequence (list or tuple) of values, got {}",
+                        type_name(p)
+                    ))
+                })?
+                .map(|v| v.map(|v| py_to_value(&v)))
+                .collect::<PyResult<_>>()?,
+        };
+        let slot = self.slot.clone();
+        let r = py.detach(move || {
+            let g = slot.lock();
+            if *g == 0 {
+                return Err(mw::Error::new(
+                    ErrorKind::Closed,
+                    "ChunkTransaction: this chunk's transaction has ended (use tx only inside its callback)",
+                ));
+            }
+            // SAFETY: a non-zero slot holds the address of the ChunkTx of the callback that is
+            // running; it is reset to 0 (under this lock) before that ChunkTx goes away, and the
+            // lock keeps two threads from using it at once.
+            let tx = unsafe { &mut *(*g as *mut ChunkTx<'static>) };
+            tx.query(sql, &params)
+        });
+        r.map_err(|e| to_pyerr(py, e, None))
+    }
+}
+
+#[pymethods]
+impl PyChunkTx {
+    /// Runs `sql` with `params` (a sequence; placeholders as the connection writes them: `?`
+    /// for SQLite and MySQL URLs, `$1` for PostgreSQL URLs, the driver's own for a DB-API
+    /// connection) inside the chunk's transaction.
+    #[pyo3(signature = (sql, params = None))]
+    fn execute(&self, py: Python<'_>, sql: &str, params: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.run(py, sql, params).map(drop)
+    }
+
+    /// As `execute`, and returns the rows as a list of dicts.
+    #[pyo3(signature = (sql, params = None))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let b = self.run(py, sql, params)?;
+        let names: Vec<Bound<'_, PyString>> = b.columns.iter().map(|c| PyString::intern(py, c)).collect();
+        core_rows(py, &b, Some(&names))
+    }
+
+    /// The connection's SQL dialect: 'sqlite', 'postgres' or 'mysql'.
+    #[getter]
+    fn dialect(&self) -> &'static str {
+        self.dialect.as_str()
+    }
+
+    fn __repr__(&self) -> String {
+        let open = *self.slot.lock() != 0;
+        format!("<memwarden.ChunkTransaction {} ({})>", self.dialect.as_str(), if open { "open" } else { "ended" })
     }
 }
 
@@ -423,6 +587,8 @@ pub struct PyChunkedDatabaseProcessor {
     host: Option<HostSlot>,
     db_error: Arc<Mutex<Option<PyErr>>>,
     row_format: RowFormat,
+    /// `checkpoint_table` is set: callbacks get `(rows, tx)`.
+    tx_mode: bool,
     /// The thread running `process`/`process_query` (0: none), to refuse a re-entrant call.
     running: AtomicUsize,
     /// The latest progress of a running call, for `get_stats()` from inside a callback.
@@ -470,6 +636,7 @@ impl PyChunkedDatabaseProcessor {
             )
         };
         let format = self.row_format;
+        let tx_mode = self.tx_mode;
         let host = self.host.clone();
         let snapshot = self.snapshot.clone();
         *self.db_error.lock() = None;
@@ -483,7 +650,24 @@ impl PyChunkedDatabaseProcessor {
                 mw::Error::callback(msg)
             };
             let mut on_batch = |batch: &Batch| -> mw::Result<()> {
-                let r = Python::attach(|py| deliver(py, batch, &sink, format, host.as_ref()));
+                let r = Python::attach(|py| deliver(py, batch, &sink, format, host.as_ref(), None));
+                match r {
+                    Ok(()) => {
+                        *pending.borrow_mut() = None;
+                        Ok(())
+                    }
+                    Err(e) => Err(keep(e)),
+                }
+            };
+            let mut on_batch_tx = |batch: &Batch, tx: &mut ChunkTx<'_>| -> mw::Result<()> {
+                let dialect = tx.dialect();
+                let slot: TxSlot = Arc::new(Mutex::new(tx as *mut ChunkTx<'_> as usize));
+                let r = Python::attach(|py| -> PyResult<()> {
+                    let handle = Bound::new(py, PyChunkTx { slot: slot.clone(), dialect })?;
+                    deliver(py, batch, &sink, format, host.as_ref(), Some(handle.as_any()))
+                });
+                // The handle may outlive the callback (kept by the user): it stops working now.
+                *slot.lock() = 0;
                 match r {
                     Ok(()) => {
                         *pending.borrow_mut() = None;
@@ -522,6 +706,7 @@ impl PyChunkedDatabaseProcessor {
             let wants_progress = progress.is_some() || progress_stats.is_some();
             let mut h = Handlers {
                 on_batch: &mut on_batch,
+                on_batch_tx: if tx_mode { Some(&mut on_batch_tx) } else { None },
                 on_progress: if wants_progress { Some(&mut on_progress) } else { None },
                 on_error: Some(&mut on_err),
             };
@@ -559,9 +744,21 @@ impl PyChunkedDatabaseProcessor {
     }
 }
 
-/// Hands one chunk to the user's callback, with the GIL.
-fn deliver(py: Python<'_>, batch: &Batch, sink: &Sink, format: RowFormat, host: Option<&HostSlot>) -> PyResult<()> {
-    let call_row = |f: &Bound<'_, PyAny>, row: Bound<'_, PyAny>| f.call1((row,)).map(drop);
+/// Hands one chunk to the user's callback, with the GIL; in the same-transaction mode with
+/// the chunk's transaction as the second argument.
+fn deliver(
+    py: Python<'_>,
+    batch: &Batch,
+    sink: &Sink,
+    format: RowFormat,
+    host: Option<&HostSlot>,
+    tx: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let call = |f: &Bound<'_, PyAny>, arg: Bound<'_, PyAny>| match tx {
+        Some(t) => f.call1((arg, t)).map(drop),
+        None => f.call1((arg,)).map(drop),
+    };
+    let call_row = call;
     if batch.host_rows {
         let (rows, cols) = match host {
             Some(h) => {
@@ -587,7 +784,7 @@ fn deliver(py: Python<'_>, batch: &Batch, sink: &Sink, format: RowFormat, host: 
                 for row in rows.iter() {
                     out.append(host_row(row, &cols, format)?)?;
                 }
-                f.bind(py).call1((out,))?;
+                call(f.bind(py), out.into_any())?;
             }
         }
         return Ok(());
@@ -605,7 +802,7 @@ fn deliver(py: Python<'_>, batch: &Batch, sink: &Sink, format: RowFormat, host: 
             }
         }
         Sink::Batch(f) => {
-            f.bind(py).call1((core_rows(py, batch, names)?,))?;
+            call(f.bind(py), core_rows(py, batch, names)?.into_any())?;
         }
     }
     Ok(())
@@ -658,6 +855,7 @@ impl PyChunkedDatabaseProcessor {
         }
         let cfg = ChunkConfig::from_json(&Json::Object(json)).map_err(|e| to_pyerr(py, e, None))?;
         let row_format = cfg.row_format;
+        let tx_mode = cfg.checkpoint_table.is_some();
         let db_error: Arc<Mutex<Option<PyErr>>> = Arc::default();
         let (mut core, host) = if let Ok(s) = connection.cast::<PyString>() {
             let url = s.to_cow()?.into_owned();
@@ -674,6 +872,7 @@ impl PyChunkedDatabaseProcessor {
                 style,
                 rows: host.clone(),
                 db_error: db_error.clone(),
+                explicit_tx: false,
             };
             let core =
                 ChunkedDatabaseProcessor::with_backend(Box::new(backend), cfg).map_err(|e| to_pyerr(py, e, None))?;
@@ -686,6 +885,7 @@ impl PyChunkedDatabaseProcessor {
             host,
             db_error,
             row_format,
+            tx_mode,
             running: AtomicUsize::new(0),
             snapshot: Arc::default(),
         })

@@ -53,6 +53,7 @@ fn memwarden_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iterators::LazyBatches>()?;
     m.add_class::<iterators::PyFilteredIterator>()?;
     m.add_class::<chunk::PyChunkedDatabaseProcessor>()?;
+    m.add_class::<chunk::PyChunkTx>()?;
     m.add_class::<alert::PyMemoryAlertingService>()?;
     m.add_class::<request::PyRequestTracker>()?;
     m.add_class::<request::PyRequestToken>()?;

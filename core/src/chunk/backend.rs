@@ -85,6 +85,22 @@ pub trait Backend {
     fn execute(&mut self, sql: &str) -> Result<()> {
         self.query(sql, &[], None, true).map(|_| ())
     }
+    /// Starts the transaction of one chunk (the same-transaction mode, `checkpoint_table`).
+    /// SQLite takes the write lock at once (`BEGIN IMMEDIATE`), so a second writer waits
+    /// instead of failing halfway through the chunk.
+    fn begin(&mut self) -> Result<()> {
+        self.execute(match self.dialect() {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+            Dialect::Mysql => "START TRANSACTION",
+        })
+    }
+    fn commit(&mut self) -> Result<()> {
+        self.execute("COMMIT")
+    }
+    fn rollback(&mut self) -> Result<()> {
+        self.execute("ROLLBACK")
+    }
     /// Whether `cursor` is available.
     fn supports_cursor(&self) -> bool {
         false

@@ -331,18 +331,36 @@ mod pg {
         })
     }
 
-    fn to_params(params: &[Value]) -> Vec<Box<dyn ToSql + Sync>> {
+    /// The parameters as the types the statement declares, so a caller's `$1` may be an int4,
+    /// an int2 or a float4 column (the statements of `ChunkTx::execute`), not only int8/text.
+    fn to_params(params: &[Value], types: &[Type]) -> Result<Vec<Box<dyn ToSql + Sync>>> {
         params
             .iter()
-            .map(|v| -> Box<dyn ToSql + Sync> {
-                match v {
-                    Value::Null => Box::new(Option::<String>::None),
-                    Value::Bool(b) => Box::new(*b),
-                    Value::Int(i) => Box::new(*i),
-                    Value::Real(r) => Box::new(*r),
-                    Value::Text(t) => Box::new(t.clone()),
-                    Value::Blob(b) => Box::new(b.clone()),
-                }
+            .enumerate()
+            .map(|(i, v)| -> Result<Box<dyn ToSql + Sync>> {
+                let t = types.get(i).cloned().unwrap_or(Type::UNKNOWN);
+                let range = |what: &str| {
+                    Error::invalid_argument(format!("parameter {} ({v}) does not fit a {what} column", i + 1))
+                };
+                Ok(match (v, t) {
+                    (Value::Null, _) => Box::new(Option::<String>::None),
+                    (Value::Int(n), Type::INT2) => Box::new(i16::try_from(*n).map_err(|_| range("smallint"))?),
+                    (Value::Int(n), Type::INT4) => Box::new(i32::try_from(*n).map_err(|_| range("integer"))?),
+                    (Value::Int(n), Type::FLOAT8) => Box::new(*n as f64),
+                    (Value::Int(n), Type::FLOAT4) => Box::new(*n as f32),
+                    (Value::Int(n), Type::TEXT | Type::VARCHAR | Type::BPCHAR) => Box::new(n.to_string()),
+                    (Value::Int(n), Type::BOOL) => Box::new(*n != 0),
+                    (Value::Real(r), Type::FLOAT4) => Box::new(*r as f32),
+                    (Value::Real(r), Type::TEXT | Type::VARCHAR | Type::BPCHAR) => Box::new(r.to_string()),
+                    (Value::Bool(b), Type::INT2) => Box::new(*b as i16),
+                    (Value::Bool(b), Type::INT4) => Box::new(*b as i32),
+                    (Value::Bool(b), Type::INT8) => Box::new(*b as i64),
+                    (Value::Bool(b), _) => Box::new(*b),
+                    (Value::Int(n), _) => Box::new(*n),
+                    (Value::Real(r), _) => Box::new(*r),
+                    (Value::Text(t), _) => Box::new(t.clone()),
+                    (Value::Blob(b), _) => Box::new(b.clone()),
+                })
             })
             .collect()
     }
@@ -412,7 +430,7 @@ mod pg {
         fn query(&mut self, sql: &str, params: &[Value], key: Option<&str>, _meta: bool) -> Result<Batch> {
             let (stmt, columns) = self.prepare(sql)?;
             let ki = key_index(&columns, key)?;
-            let owned = to_params(params);
+            let owned = to_params(params, stmt.params())?;
             let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
             let rows = self.client.query(&stmt, &refs).map_err(|e| pg_error(&e))?;
             rows_to_batch(&stmt, columns, &rows, ki)

@@ -9,12 +9,19 @@
 //! Guarantee with a checkpoint: no row is lost, a finished chunk is not repeated, and the
 //! chunks in flight when the process died (at most `parallel_chunks`) may be seen again —
 //! callbacks should be idempotent.
+//!
+//! With `checkpoint_table` (the same-transaction mode) each chunk runs in one database
+//! transaction on the processor's connection: BEGIN, the callback (writing through the
+//! [`ChunkTx`] it is given, or a host's own connection, which is the same one), the upsert of
+//! the run's checkpoint row, COMMIT. A crash at any instant keeps both the chunk's writes and
+//! its checkpoint, or neither: on resume every row's writes are applied exactly once.
 
 mod backend;
 mod batch;
 mod checkpoint;
 mod drivers;
 mod shared_file;
+mod txcheckpoint;
 mod url;
 
 use std::path::PathBuf;
@@ -29,6 +36,7 @@ pub use backend::{Backend, Dialect, ParamStyle, SqlBuilder, main_table, strip_qu
 pub use batch::{Batch, ChunkInfo, RowFormat, Value};
 pub use checkpoint::{Checkpoint, RangeState};
 pub use drivers::{NativeConnector, missing_key};
+pub use txcheckpoint::{ChunkTx, Locked, TxCheckpoint, TxState, valid_table_name};
 pub use url::{ConnSpec, mask_password};
 
 use crate::config::ConfigReader;
@@ -75,6 +83,9 @@ pub struct ChunkConfig {
     pub pagination: Pagination,
     pub checkpoint: Option<PathBuf>,
     pub checkpoint_fsync: bool,
+    /// The same-transaction mode: a table (created if missing) holding the run's checkpoint,
+    /// written in each chunk's transaction together with the callback's writes.
+    pub checkpoint_table: Option<String>,
     /// Count the rows exactly (`COUNT(*)`) instead of asking the planner for an estimate.
     pub exact_count: bool,
     /// Read the next chunk while the callback handles the current one (faster; but a row the
@@ -102,6 +113,7 @@ impl Default for ChunkConfig {
             pagination: Pagination::Keyset,
             checkpoint: None,
             checkpoint_fsync: false,
+            checkpoint_table: None,
             exact_count: false,
             prefetch: false,
             row_format: RowFormat::Dict,
@@ -126,6 +138,7 @@ pub const CHUNK_KEYS: &[&str] = &[
     "pagination",
     "checkpoint",
     "checkpoint_fsync",
+    "checkpoint_table",
     "exact_count",
     "prefetch",
     "row_format",
@@ -207,6 +220,41 @@ impl ChunkConfig {
                 "ChunkedDatabaseProcessor config: 'checkpoint' needs keyset pagination, not '{}'",
                 c.pagination.as_str()
             )));
+        }
+        c.checkpoint_table = r.str("checkpoint_table")?.map(String::from);
+        if let Some(t) = &c.checkpoint_table {
+            if !valid_table_name(t) {
+                return Err(r.bad(
+                    "checkpoint_table",
+                    "a table name: letters, digits and '_' (not starting with a digit), optionally 'schema.table'",
+                ));
+            }
+            let refuse = |why: String| {
+                Err(Error::invalid_config(format!("ChunkedDatabaseProcessor config: 'checkpoint_table' {why}")))
+            };
+            if c.checkpoint.is_some() {
+                return refuse(
+                    "and 'checkpoint' exclude each other: 'checkpoint' is a file (at-least-once), \
+                     'checkpoint_table' the same-transaction mode (exactly once); set one"
+                        .into(),
+                );
+            }
+            if c.pagination != Pagination::Keyset {
+                return refuse(format!("needs keyset pagination, not '{}'", c.pagination.as_str()));
+            }
+            if c.parallel_chunks > 1 {
+                return refuse(format!(
+                    "runs each chunk in one transaction on one connection: 'parallel_chunks' must be 1, not {}",
+                    c.parallel_chunks
+                ));
+            }
+            if c.prefetch {
+                return refuse(
+                    "reads and writes each chunk on one connection: 'prefetch' (reading ahead on another \
+                     connection) cannot be used with it"
+                        .into(),
+                );
+            }
         }
         Ok(c)
     }
@@ -334,10 +382,18 @@ pub type ProgressFn<'a> = &'a mut dyn FnMut(&Progress) -> Result<()>;
 /// Asked about a chunk that failed after its retries: Ok(true) skips it, Ok(false) stops.
 pub type ErrorFn<'a> = &'a mut dyn FnMut(&Error, &ChunkInfo) -> Result<bool>;
 
+/// A chunk callback of the same-transaction mode: the rows and the chunk's transaction.
+pub type TxBatchFn<'a> = &'a mut dyn FnMut(&Batch, &mut ChunkTx<'_>) -> Result<()>;
+
 /// The host's callbacks for one run. All run on the calling thread, one at a time.
 pub struct Handlers<'a> {
     /// Gets each chunk; an error fails the chunk (retried, then the error policy decides).
+    /// In the same-transaction mode it runs inside the chunk's transaction (a host connection's
+    /// own writes commit with it) unless `on_batch_tx` is set.
     pub on_batch: &'a mut dyn FnMut(&Batch) -> Result<()>,
+    /// The same-transaction mode's callback, given the chunk's transaction; used instead of
+    /// `on_batch` when `checkpoint_table` is set (ignored otherwise).
+    pub on_batch_tx: Option<TxBatchFn<'a>>,
     /// After every chunk.
     pub on_progress: Option<ProgressFn<'a>>,
     /// A chunk failed after its retries: Ok(true) skips it (recorded), Ok(false) stops.
@@ -492,6 +548,7 @@ impl ChunkedDatabaseProcessor {
         };
         let mut h = Handlers {
             on_batch: &mut per_batch,
+            on_batch_tx: None,
             on_progress: on_progress.map(|f| -> &mut dyn FnMut(&Progress) -> Result<()> { f }),
             on_error: on_error.map(|f| -> &mut dyn FnMut(&Error, &ChunkInfo) -> Result<bool> { f }),
         };
@@ -513,6 +570,12 @@ impl ChunkedDatabaseProcessor {
             Some(n) => n,
             None => self.config.parallel_chunks,
         };
+        if workers > 1 && self.config.checkpoint_table.is_some() {
+            return Err(Error::invalid_argument(format!(
+                "'parallel' {workers} cannot be used with checkpoint_table: the same-transaction mode runs each \
+                 chunk in one transaction on one connection"
+            )));
+        }
         if workers > 1 && matches!(self.conn, Conn::Host(_)) {
             stats.warnings.push(format!(
                 "parallel_chunks {workers} needs a connection string: a host connection object serves one \
@@ -563,7 +626,21 @@ impl ChunkedDatabaseProcessor {
         // Where to start: a checkpoint, else the whole key space (split for parallel workers).
         let checkpoint = self.config.checkpoint.clone().map(|p| Checkpoint::new(p, self.config.checkpoint_fsync));
         let mut ranges = vec![RangeState::whole()];
-        if let (Some(cp), Some(k)) = (&checkpoint, &key)
+        let txcp = match (&self.config.checkpoint_table, &key) {
+            (Some(t), Some(k)) => {
+                let cp = TxCheckpoint::new(t, &query, k);
+                cp.ensure_table(self.backend())?;
+                if let Some(state) = cp.load(self.backend())? {
+                    ranges[0].last = Some(state.last);
+                    stats.resumed = true;
+                    stats.processed = state.processed;
+                }
+                Some(cp)
+            }
+            _ => None,
+        };
+        if txcp.is_some() {
+        } else if let (Some(cp), Some(k)) = (&checkpoint, &key)
             && let Some((saved, processed)) = cp.load(&query, k)?
         {
             ranges = saved;
@@ -596,6 +673,7 @@ impl ChunkedDatabaseProcessor {
             ranges,
             stats,
             checkpoint: checkpoint.as_ref(),
+            txcp: txcp.as_ref(),
             config: &self.config,
             chunk_size: chunk_size.clone(),
             started,
@@ -606,13 +684,16 @@ impl ChunkedDatabaseProcessor {
         };
         let result = match &mut self.conn {
             // Worker threads only pay off when they read ahead: parallel ranges or prefetch.
-            Conn::Native { connector, main } if connector.shareable() && (workers > 1 || self.config.prefetch) => {
+            Conn::Native { connector, main }
+                if connector.shareable() && (workers > 1 || self.config.prefetch) && txcp.is_none() =>
+            {
                 run.threaded(connector, main, &builder, &pending, workers, h)
             }
             Conn::Native { main, .. } => run.inline(main.as_mut(), &builder, &pending, h),
             Conn::Host(b) => run.inline(b.as_mut(), &builder, &pending, h),
         };
         let total = run.resolve_total();
+        let final_key = run.ranges.first().and_then(|r| r.last.clone());
         if !needs_total && result.is_ok() {
             (run.stats.total, run.stats.total_is_exact) = (run.stats.processed + run.stats.failed_rows, true);
         }
@@ -622,6 +703,20 @@ impl ChunkedDatabaseProcessor {
         total?;
         if let Some(cp) = &checkpoint {
             cp.finish()?;
+        }
+        if let Some(cp) = &txcp {
+            // In a transaction of its own (a host connection, DB-API or PDO, may not
+            // autocommit), after checking the row still holds this run's last commit.
+            let b = self.backend();
+            b.begin()?;
+            let r = cp.lock(b, final_key.as_ref()).and_then(|l| match l {
+                txcheckpoint::Locked::Row { .. } => cp.finish(b).and_then(|_| b.commit()),
+                txcheckpoint::Locked::Moved(e) => Err(e),
+            });
+            if let Err(e) = r {
+                let _ = b.rollback();
+                return Err(e);
+            }
         }
         Ok(self.last.clone())
     }
@@ -680,6 +775,7 @@ struct Run<'r> {
     ranges: Vec<RangeState>,
     stats: Progress,
     checkpoint: Option<&'r Checkpoint>,
+    txcp: Option<&'r TxCheckpoint>,
     config: &'r ChunkConfig,
     chunk_size: Arc<AtomicUsize>,
     started: Instant,
@@ -782,7 +878,7 @@ impl Run<'_> {
             let cs = self.chunk_size.clone();
             let mut failure = None;
             let r = backend.cursor(query, key, &|| cs.load(Ordering::Relaxed), &mut |batch| match self
-                .deliver(0, None, batch, h)
+                .deliver(0, None, batch, h, None)
             {
                 Ok(()) => Ok(true),
                 Err(e) => {
@@ -818,7 +914,7 @@ impl Run<'_> {
                     Ok(b) if b.is_empty() => break,
                     Ok(b) => {
                         offset += b.len() as u64;
-                        self.deliver(ri, after, b, h)?
+                        self.deliver(ri, after, b, h, Some(&mut *backend))?
                     }
                     Err((e, attempts)) => return Err(self.fetch_failed(after, e, attempts)),
                 }
@@ -940,7 +1036,7 @@ impl Run<'_> {
                     self.stats.retries += retries.swap(0, Ordering::Relaxed) as u64;
                     match msg {
                         Msg::Batch { worker, range, after, batch } => {
-                            self.deliver(range, after, batch, h)?;
+                            self.deliver(range, after, batch, h, None)?;
                             if !prefetch {
                                 let _ = acks[worker].send(());
                             }
@@ -989,8 +1085,73 @@ impl Run<'_> {
         }
     }
 
+    /// One attempt at a chunk in the same-transaction mode: BEGIN, lock and check the run's
+    /// checkpoint row, the callback, the new checkpoint, COMMIT; on any failure ROLLBACK. The
+    /// outer error stops the run at once (the row moved: see `TxCheckpoint::lock`); the inner
+    /// one fails the attempt (retried, then the error policy). A COMMIT that fails may still
+    /// have committed (the connection died on the way back): the checkpoint row then tells.
+    #[allow(clippy::too_many_arguments)]
+    fn tx_attempt(
+        &self,
+        cp: &TxCheckpoint,
+        b: &mut dyn Backend,
+        after: Option<&Value>,
+        batch: Option<&Batch>,
+        h: &mut Handlers<'_>,
+        processed: u64,
+        last: &Value,
+    ) -> Result<Result<()>> {
+        if let Err(e) = b.begin() {
+            return Ok(Err(Error::new(e.kind(), format!("starting the chunk's transaction: {}", e.message()))));
+        }
+        let exists = match cp.lock(b, after) {
+            Ok(txcheckpoint::Locked::Row { exists }) => exists,
+            Ok(txcheckpoint::Locked::Moved(e)) => {
+                let _ = b.rollback();
+                return Err(e);
+            }
+            Err(e) => {
+                let _ = b.rollback();
+                return Ok(Err(e));
+            }
+        };
+        let r = (|| {
+            if let Some(batch) = batch {
+                let mut tx = ChunkTx::new(&mut *b);
+                match h.on_batch_tx.as_mut() {
+                    Some(f) => f(batch, &mut tx)?,
+                    None => (h.on_batch)(batch)?,
+                }
+            }
+            cp.save(b, exists, last, processed)
+        })();
+        if let Err(e) = r {
+            let _ = b.rollback();
+            return Ok(Err(e));
+        }
+        Ok(match b.commit() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = b.rollback();
+                let _ = b.recover();
+                match cp.load(b) {
+                    Ok(Some(s)) if &s.last == last => Ok(()),
+                    _ => Err(Error::new(e.kind(), format!("committing the chunk: {}", e.message()))),
+                }
+            }
+        })
+    }
+
     /// Hands one chunk to the host: retries, the error policy, checkpoint, memory budget, progress.
-    fn deliver(&mut self, ri: usize, after: Option<Value>, batch: Batch, h: &mut Handlers<'_>) -> Result<()> {
+    /// `backend` is the connection the chunk was read on (the same-transaction mode writes there).
+    fn deliver(
+        &mut self,
+        ri: usize,
+        after: Option<Value>,
+        batch: Batch,
+        h: &mut Handlers<'_>,
+        backend: Option<&mut dyn Backend>,
+    ) -> Result<()> {
         self.index += 1;
         // A NULL key cannot be paged past (`key > NULL` matches nothing): stop rather than
         // silently end the walk early.
@@ -1000,10 +1161,32 @@ impl Run<'_> {
                 self.key.unwrap_or_default()
             )));
         }
+        let tx = match (self.txcp, backend) {
+            (Some(cp), Some(b)) => {
+                if !matches!(batch.last_key, Some(Value::Int(_) | Value::Text(_))) {
+                    return Err(Error::invalid_argument(format!(
+                        "checkpoint_table needs an integer or text key column; '{}' holds {} values",
+                        self.key.unwrap_or_default(),
+                        batch.last_key.as_ref().map_or("no", Value::type_name)
+                    )));
+                }
+                Some((cp, b))
+            }
+            _ => None,
+        };
+        let mut tx = tx;
         let mut attempts = 0;
         let ok = loop {
             attempts += 1;
-            match (h.on_batch)(&batch) {
+            let r = match tx.as_mut() {
+                Some((cp, b)) => {
+                    let processed = self.stats.processed + batch.len() as u64;
+                    let last = batch.last_key.clone().unwrap_or(Value::Null);
+                    self.tx_attempt(cp, &mut **b, after.as_ref(), Some(&batch), h, processed, &last)?
+                }
+                None => (h.on_batch)(&batch),
+            };
+            match r {
                 Ok(()) => break true,
                 Err(e) if attempts <= self.config.retry_attempts => {
                     let _ = e;
@@ -1035,6 +1218,9 @@ impl Run<'_> {
         };
         if ok {
             self.stats.processed += batch.len() as u64;
+        } else if let (Some((cp, b)), Some(last)) = (tx.as_mut(), batch.last_key.as_ref()) {
+            // A skipped chunk: its writes were rolled back; the checkpoint moves past it.
+            self.tx_attempt(cp, &mut **b, after.as_ref(), None, h, self.stats.processed, last)??;
         }
         self.stats.chunks += 1;
         if let Some(k) = &batch.last_key {

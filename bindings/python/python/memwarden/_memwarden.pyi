@@ -1,7 +1,7 @@
 """Native core of memwarden (PyO3). Import from ``memwarden``, not from here."""
 
 import os
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union, final
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, final
 
 __all__ = [
     "__version__",
@@ -28,6 +28,7 @@ __all__ = [
     "LazyBatches",
     "FilteredIterator",
     "ChunkedDatabaseProcessor",
+    "ChunkTransaction",
     "RequestTracker",
     "RequestToken",
     "RequestReport",
@@ -465,27 +466,34 @@ class ChunkedDatabaseProcessor:
     Options: ``chunk_size``, ``memory_limit`` (per chunk), ``timeout``, ``retry_attempts``,
     ``retry_delay``, ``parallel_chunks``, ``key_column``, ``pagination``, ``checkpoint``,
     ``checkpoint_fsync``, ``exact_count``, ``prefetch``, ``row_format`` ('dict' or 'tuple'),
-    ``user``, ``password``, ``connect_timeout``, ``allow_shared_sqlite_file`` (a URL's SQLite file
-    that this process holds open outside memwarden, e.g. through sqlite3, is refused unless true:
-    two SQLite libraries in one process do not see each other's locks; pass the sqlite3
-    connection instead), ``progress_callback(processed, total)``,
+    ``user``, ``password``, ``connect_timeout``, ``checkpoint_table``, ``allow_shared_sqlite_file``
+    (a URL's SQLite file that this process holds open outside memwarden, e.g. through sqlite3,
+    is refused unless true: two SQLite libraries in one process do not see each other's locks;
+    pass the sqlite3 connection instead), ``progress_callback(processed, total)``,
     ``error_callback(error, chunk) -> bool``, ``manager``.
+
+    ``checkpoint_table`` (a table name, created if missing) is the same-transaction mode: the
+    callbacks get ``(rows, tx)`` / ``(row, tx)``, and what they run through ``tx`` (or, with
+    a DB-API connection, through that connection) commits together with the run's checkpoint
+    row, so a resume after a crash applies every row exactly once.
     """
 
     def __new__(cls, connection: Any, config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> "ChunkedDatabaseProcessor": ...
-    def process(self, sql: str, row_callback: Callable[[Any], Any]) -> Dict[str, Any]:
-        """Calls ``row_callback(row)`` for every row; returns the final statistics."""
+    def process(self, sql: str, row_callback: Callable[..., Any]) -> Dict[str, Any]:
+        """Calls ``row_callback(row)`` (``row_callback(row, tx)`` with ``checkpoint_table``)
+        for every row; returns the final statistics."""
     def process_query(
         self,
         sql: str,
-        batch_callback: Callable[[List[Any]], Any],
+        batch_callback: Callable[..., Any],
         options: Optional[Mapping[str, Any]] = None,
         /,
         *,
         batch_size: Optional[int] = None,
         parallel: Union[bool, int, None] = None,
     ) -> Dict[str, Any]:
-        """Calls ``batch_callback(rows)`` with each chunk; returns the final statistics."""
+        """Calls ``batch_callback(rows)`` (``batch_callback(rows, tx)`` with
+        ``checkpoint_table``) with each chunk; returns the final statistics."""
     def set_progress_callback(self, callback: Optional[Callable[[Dict[str, Any]], Any]]) -> None:
         """``fn(stats)`` after every chunk (``processed``, ``total``, ``memory_usage``,
         ``estimated_remaining``, ``rows_per_second``, ...)."""
@@ -494,6 +502,21 @@ class ChunkedDatabaseProcessor:
         skips it, False stops."""
     def get_stats(self) -> Dict[str, Any]:
         """Statistics of the last (or running) call."""
+
+@final
+class ChunkTransaction:
+    """The transaction of one chunk in the same-transaction mode (``checkpoint_table``),
+    valid while its callback runs. Placeholders as the connection writes them: ``?`` for
+    SQLite and MySQL URLs, ``$1`` for PostgreSQL URLs, the driver's own for a DB-API
+    connection."""
+
+    @property
+    def dialect(self) -> str:
+        """'sqlite', 'postgres' or 'mysql'."""
+    def execute(self, sql: str, params: Optional[Sequence[Any]] = None) -> None:
+        """Runs ``sql`` with ``params`` inside the chunk's transaction."""
+    def query(self, sql: str, params: Optional[Sequence[Any]] = None) -> List[Dict[str, Any]]:
+        """As ``execute``, and returns the rows as dicts."""
 
 @final
 class MemoryAlertingService:
