@@ -188,8 +188,21 @@ impl Templates {
                 .get_template(&format!("{name}.{part}"))
                 .map_err(|e| Error::invalid_config(format!("template '{name}': {e}")))?;
             let mut out = Capped(Vec::new());
-            t.render_captured_to(&ctx, &mut out)
-                .map_err(|e| Error::invalid_argument(format!("template '{name}' ({part}) failed: {e}")))?;
+            // minijinja 2.24 panics on some slices with a step (`x[:0-500][02--00:5]`, found
+            // by fuzzing): a template of the user's must fail, never take the process down.
+            let rendered =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.render_captured_to(&ctx, &mut out)))
+                    .map_err(|p| {
+                        let why = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".into());
+                        Error::invalid_argument(format!(
+                            "template '{name}' ({part}) failed: the template engine broke down ({why})"
+                        ))
+                    })?;
+            rendered.map_err(|e| Error::invalid_argument(format!("template '{name}' ({part}) failed: {e}")))?;
             String::from_utf8(out.0)
                 .map_err(|e| Error::invalid_argument(format!("template '{name}' ({part}) made invalid UTF-8: {e}")))
         };
@@ -390,5 +403,20 @@ mod tests {
         assert!(e.message().contains("failed"), "{e}");
         let e = preview("s", "{{ range(3) | batch(1000000000000000) }}").unwrap_err();
         assert!(e.message().contains("batch"), "{e}");
+    }
+
+    #[test]
+    fn a_panic_in_the_template_engine_is_an_error() {
+        // Regression (fuzz/regressions/alert_template/slice-with-step-panics-in-minijinja):
+        // minijinja 2.24 panics (index out of bounds in value/ops.rs) rendering this subject.
+        let data = include_bytes!("../../../fuzz/regressions/alert_template/slice-with-step-panics-in-minijinja");
+        let subject = std::str::from_utf8(&data[1..]).unwrap();
+        let mut cfg = AlertConfig::default();
+        cfg.templates.insert("t".into(), Template { subject: subject.into(), body: String::new() });
+        let system = serde_json::json!({"cpu_percent": 12.5, "memory_total_mb": 2048, "disk_free_mb": 100});
+        let e = preview_email(&cfg, "t", State::Emergency, "memory at 91%", 91.5, Some(system)).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(e.message().contains("template 't' (subject) failed: the template engine broke down"), "{e}");
+        assert!(preview("s", "{{ level[1:3] }} {{ level[::2] }}").is_ok(), "ordinary slices still work");
     }
 }
