@@ -254,6 +254,8 @@ static void test_file_held_open_elsewhere(const char *url, const char *path) {
     p = NULL;
     CHECK_STATUS(mw_chunk_open(url, NULL, &p), MW_STATUS_OK);
     mw_chunk_free(p);
+}
+
 /* ---- the same-transaction mode (checkpoint_table) ---------------------------------------- */
 
 typedef struct {

@@ -496,6 +496,33 @@ def test_seed_snippets_processor(db):
 # ---- the same-transaction mode (checkpoint_table) --------------------------------------------
 
 
+class _OpenWhenUsed:
+    """A sqlite3 connection opened on use and closed by commit(): memwarden refuses a SQLite file
+    this process holds open through another SQLite library while it opens or runs on it."""
+
+    def __init__(self, path):
+        self.path, self.conn = path, None
+
+    def cursor(self):
+        if self.conn is None:
+            self.conn = sqlite3.connect(self.path)
+        return self.conn.cursor()
+
+    def commit(self):
+        if self.conn is not None:
+            self.conn.commit()
+            self.conn.close()
+            self.conn = None
+
+    def rollback(self):
+        if self.conn is not None:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+    close = commit
+
+
 @pytest.fixture(
     params=["sqlite-url", "sqlite-connection", "postgres-url", "postgres-psycopg", "mysql-url", "mysql-pymysql"]
 )
@@ -504,7 +531,7 @@ def tx_target(request, tmp_path):
     kind, how = request.param.split("-")
     if kind == "sqlite":
         path = tmp_path / "tx.db"
-        conn = sqlite3.connect(path)
+        conn = _OpenWhenUsed(path) if how == "url" else sqlite3.connect(path)
         url, mark = f"sqlite:///{path}", "?"
     else:
         conn = pg_connect() if kind == "postgres" else my_connect()
@@ -609,6 +636,7 @@ def test_tx_mode_bad_input(tmp_path):
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
     conn.execute("INSERT INTO t VALUES (1)")
     conn.commit()
+    conn.close()  # memwarden refuses a file this process holds open through another SQLite
     proc = ChunkedDatabaseProcessor(url, checkpoint_table="ck", retry_attempts=0)
     errors = []
 
@@ -624,4 +652,3 @@ def test_tx_mode_bad_input(tmp_path):
     assert len(errors) == 3
     with pytest.raises(Exception, match="'parallel' 2 cannot be used with checkpoint_table"):
         proc.process_query("SELECT * FROM t", lambda rows, tx: None, parallel=2)
-    conn.close()

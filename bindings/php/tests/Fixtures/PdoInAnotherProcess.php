@@ -5,8 +5,9 @@ declare(strict_types=1);
 namespace Memwarden\Tests\Fixtures;
 
 /**
- * A PDO on a SQLite file, living in a child PHP process: prepare()->execute() and
- * query()->fetchColumn() as on a PDO, each statement committed before the call returns.
+ * A PDO on a SQLite file, living in a child PHP process: exec(), prepare()->execute() and
+ * query()->fetchColumn() / fetchAll(PDO::FETCH_NUM) as on a PDO, each statement committed
+ * before the call returns.
  *
  * A test that reads a file through memwarden's DSN (memwarden's bundled SQLite) must not write
  * it through a PDO of its own process: PDO's SQLite is another SQLite library, and two SQLite
@@ -21,7 +22,7 @@ final class PdoInAnotherProcess
             [$sql, $params] = json_decode($line, true);
             $stmt = $pdo->prepare($sql);
             $stmt->execute($params);
-            echo json_encode($stmt->columnCount() > 0 ? $stmt->fetchColumn() : null), "\n";
+            echo json_encode($stmt->columnCount() > 0 ? $stmt->fetchAll(PDO::FETCH_NUM) : []), "\n";
         }
         PHP;
 
@@ -39,8 +40,17 @@ final class PdoInAnotherProcess
         $this->proc = $proc;
     }
 
-    /** @param list<mixed> $params */
-    public function run(string $sql, array $params = []): mixed
+    public function exec(string $sql): int
+    {
+        $this->run($sql);
+        return 0;
+    }
+
+    /**
+     * @param list<mixed> $params
+     * @return list<list<mixed>> the rows, as PDO::FETCH_NUM gives them
+     */
+    public function run(string $sql, array $params = []): array
     {
         fwrite($this->pipes[0], json_encode([$sql, $params]) . "\n");
         $line = fgets($this->pipes[1]);
@@ -69,13 +79,20 @@ final class PdoInAnotherProcess
     public function query(string $sql): object
     {
         return new class ($this->run($sql)) {
-            public function __construct(private mixed $value)
+            /** @param list<list<mixed>> $rows */
+            public function __construct(private array $rows)
             {
             }
 
             public function fetchColumn(): mixed
             {
-                return $this->value;
+                return $this->rows[0][0] ?? false;
+            }
+
+            /** @return list<list<mixed>> */
+            public function fetchAll(int $mode = \PDO::FETCH_NUM): array
+            {
+                return $this->rows;
             }
         };
     }
