@@ -162,6 +162,24 @@ fn take(t: &mw_request, token: u64) -> FfiResult<RequestToken> {
     })?)
 }
 
+/// The body of the four calls that write a report as JSON: `null` for token 0, else the report
+/// `f` makes for the tracker and the token.
+fn json_report(
+    t: *mut mw_request,
+    token: u64,
+    out: *mut *mut c_char,
+    f: impl FnOnce(&mw_request, u64) -> FfiResult<memwarden_core::RequestReport>,
+) -> FfiResult<()> {
+    need_out(out, "report_json_out")?;
+    let t = tracker(t)?;
+    if token == 0 {
+        // Safety: checked non-NULL above.
+        return unsafe { write_out(out, "report_json_out", out_string(json!(null).to_string())) };
+    }
+    let r = f(&t, token)?;
+    write_report(&t, &r, out)
+}
+
 fn write_report(t: &mw_request, r: &memwarden_core::RequestReport, out: *mut *mut c_char) -> FfiResult<()> {
     let headers: serde_json::Map<String, Value> =
         t.inner.headers(r).into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
@@ -182,16 +200,7 @@ pub unsafe extern "C" fn mw_request_end(
     token: u64,
     report_json_out: *mut *mut c_char,
 ) -> mw_status {
-    boundary(|| {
-        need_out(report_json_out, "report_json_out")?;
-        let t = tracker(t)?;
-        if token == 0 {
-            // Safety: checked non-NULL above.
-            return unsafe { write_out(report_json_out, "report_json_out", out_string(json!(null).to_string())) };
-        }
-        let r = t.inner.end(take(&t, token)?)?;
-        write_report(&t, &r, report_json_out)
-    })
+    boundary(|| json_report(t, token, report_json_out, |t, token| Ok(t.inner.end(take(t, token)?)?)))
 }
 
 /// As `mw_request_end`, with your own readings: memory now and the peak during the request
@@ -205,14 +214,7 @@ pub unsafe extern "C" fn mw_request_end_with(
     report_json_out: *mut *mut c_char,
 ) -> mw_status {
     boundary(|| {
-        need_out(report_json_out, "report_json_out")?;
-        let t = tracker(t)?;
-        if token == 0 {
-            // Safety: checked non-NULL above.
-            return unsafe { write_out(report_json_out, "report_json_out", out_string(json!(null).to_string())) };
-        }
-        let r = t.inner.end_with(take(&t, token)?, bytes, peak_bytes);
-        write_report(&t, &r, report_json_out)
+        json_report(t, token, report_json_out, |t, token| Ok(t.inner.end_with(take(t, token)?, bytes, peak_bytes)))
     })
 }
 
@@ -322,16 +324,7 @@ pub unsafe extern "C" fn mw_request_peek(
     token: u64,
     report_json_out: *mut *mut c_char,
 ) -> mw_status {
-    boundary(|| {
-        need_out(report_json_out, "report_json_out")?;
-        let t = tracker(t)?;
-        if token == 0 {
-            // Safety: checked non-NULL above.
-            return unsafe { write_out(report_json_out, "report_json_out", out_string(json!(null).to_string())) };
-        }
-        let r = t.inner.peek(&in_flight(&t, token)?)?;
-        write_report(&t, &r, report_json_out)
-    })
+    boundary(|| json_report(t, token, report_json_out, |t, token| Ok(t.inner.peek(&in_flight(t, token)?)?)))
 }
 
 /// As `mw_request_peek`, with your own readings: memory now and the peak so far (0 when
@@ -345,14 +338,9 @@ pub unsafe extern "C" fn mw_request_peek_with(
     report_json_out: *mut *mut c_char,
 ) -> mw_status {
     boundary(|| {
-        need_out(report_json_out, "report_json_out")?;
-        let t = tracker(t)?;
-        if token == 0 {
-            // Safety: checked non-NULL above.
-            return unsafe { write_out(report_json_out, "report_json_out", out_string(json!(null).to_string())) };
-        }
-        let r = t.inner.peek_with(&in_flight(&t, token)?, bytes, peak_bytes);
-        write_report(&t, &r, report_json_out)
+        json_report(t, token, report_json_out, |t, token| {
+            Ok(t.inner.peek_with(&in_flight(t, token)?, bytes, peak_bytes))
+        })
     })
 }
 

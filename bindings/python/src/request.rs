@@ -171,6 +171,16 @@ struct HeaderMemo {
     raw: Option<Py<PyTuple>>,
 }
 
+/// One header as WSGI wants it, `(str, str)`, or with `raw` as ASGI does, lower-case
+/// `(bytes, bytes)`.
+fn header_pair<'py>(py: Python<'py>, name: &str, value: &str, raw: bool) -> PyResult<Bound<'py, PyTuple>> {
+    if raw {
+        PyTuple::new(py, [PyBytes::new(py, name.to_ascii_lowercase().as_bytes()), PyBytes::new(py, value.as_bytes())])
+    } else {
+        PyTuple::new(py, [PyString::new(py, name), PyString::new(py, value)])
+    }
+}
+
 fn as_token<'a, 'py>(t: &'a Bound<'py, PyAny>, func: &str) -> PyResult<&'a Bound<'py, PyRequestToken>> {
     t.cast::<PyRequestToken>().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -361,14 +371,7 @@ impl PyRequestTracker {
         let mut pairs = Vec::with_capacity(4);
         for line in m.cache.block.lines() {
             let Some((name, value)) = line.split_once(": ") else { continue };
-            pairs.push(if raw {
-                PyTuple::new(
-                    py,
-                    [PyBytes::new(py, name.to_ascii_lowercase().as_bytes()), PyBytes::new(py, value.as_bytes())],
-                )?
-            } else {
-                PyTuple::new(py, [PyString::new(py, name), PyString::new(py, value)])?
-            });
+            pairs.push(header_pair(py, name, value, raw)?);
         }
         let tuple = PyTuple::new(py, pairs)?;
         *slot = Some(tuple.clone().unbind());
@@ -410,15 +413,7 @@ impl PyRequestTracker {
     ) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         for (name, value) in self.core.headers(&report.get().inner) {
-            let pair = if raw {
-                PyTuple::new(
-                    py,
-                    [PyBytes::new(py, name.to_ascii_lowercase().as_bytes()), PyBytes::new(py, value.as_bytes())],
-                )?
-            } else {
-                PyTuple::new(py, [PyString::new(py, name), PyString::new(py, &value)])?
-            };
-            list.append(pair)?;
+            list.append(header_pair(py, name, &value, raw)?)?;
         }
         Ok(list)
     }
