@@ -137,11 +137,18 @@ class StreamProcessor extends EventEmitter {
   /** Processes the file at `path`; resolves to the summary. */
   async processFile (path, handler) {
     checkHandler('processFile', handler)
-    const handle = await fs.promises.open(path, 'r')
+    // The run is claimed before the file is opened: two calls whose opens finish in the other
+    // order must still see the first call's run.
+    this._claim()
     try {
-      return await this._run(new FileSource(handle), handler)
+      const handle = await fs.promises.open(path, 'r')
+      try {
+        return await this._run(new FileSource(handle), handler)
+      } finally {
+        await handle.close()
+      }
     } finally {
-      await handle.close()
+      this._running = false
     }
   }
 
@@ -151,7 +158,18 @@ class StreamProcessor extends EventEmitter {
     if (!readable || typeof readable.read !== 'function' || typeof readable.on !== 'function') {
       throw new TypeError(`processStream(): 'readable' must be a stream.Readable, got ${describeType(readable)}`)
     }
-    return this._run(new StreamSource(readable), handler)
+    this._claim()
+    try {
+      return await this._run(new StreamSource(readable), handler)
+    } finally {
+      this._running = false
+    }
+  }
+
+  /** One run at a time per processor: checked and taken synchronously, at the call. */
+  _claim () {
+    if (this._running) throw new Error('StreamProcessor: a run is already in progress on this processor')
+    this._running = true
   }
 
   _emitEvents () {
@@ -160,73 +178,68 @@ class StreamProcessor extends EventEmitter {
     if (this._tracker !== null && !this._tracker.disposed) this._tracker._emitEvents()
   }
 
+  /** A claimed run (see `_claim`). */
   async _run (source, handler) {
-    if (this._running) throw new Error('StreamProcessor: a run is already in progress on this processor')
-    this._running = true
     const n = this._native
-    try {
-      n.begin()
-      const chunkSize = n.chunkSize
-      const compress = n.compressionEnabled
-      const inFlight = new Set()
-      let failure = null
-      let wake = null
-      const slotFreed = () => new Promise((resolve) => { wake = resolve })
-      const freed = () => { if (wake) { const w = wake; wake = null; w() } }
+    n.begin()
+    const chunkSize = n.chunkSize
+    const compress = n.compressionEnabled
+    const inFlight = new Set()
+    let failure = null
+    let wake = null
+    const slotFreed = () => new Promise((resolve) => { wake = resolve })
+    const freed = () => { if (wake) { const w = wake; wake = null; w() } }
 
-      while (failure === null) {
-        const ticket = n.admit(chunkSize)
-        if (ticket === null) {
-          // Backpressure: nothing is read until a chunk in flight finishes.
-          await slotFreed()
-          continue
-        }
-        let buf
+    while (failure === null) {
+      const ticket = n.admit(chunkSize)
+      if (ticket === null) {
+        // Backpressure: nothing is read until a chunk in flight finishes.
+        await slotFreed()
+        continue
+      }
+      let buf
+      try {
+        buf = await source.read(chunkSize)
+      } catch (e) {
+        n.cancel(ticket.index, true)
+        failure = { error: e }
+        break
+      }
+      if (buf === null) {
+        n.cancel(ticket.index, false)
+        break
+      }
+      if (failure !== null) {
+        n.cancel(ticket.index, true)
+        break
+      }
+      const task = (async () => {
+        const start = performance.now()
         try {
-          buf = await source.read(chunkSize)
+          const data = compress ? await n.compress(buf) : buf
+          await handler(data, { index: ticket.index, offset: ticket.offset, size: buf.length })
+          n.finish(ticket.index, buf.length, compress ? data.length : 0, performance.now() - start)
         } catch (e) {
           n.cancel(ticket.index, true)
-          failure = { error: e }
-          break
+          if (failure === null) failure = { error: e, chunk: { index: ticket.index, offset: ticket.offset, size: buf.length } }
         }
-        if (buf === null) {
-          n.cancel(ticket.index, false)
-          break
-        }
-        if (failure !== null) {
-          n.cancel(ticket.index, true)
-          break
-        }
-        const task = (async () => {
-          const start = performance.now()
-          try {
-            const data = compress ? await n.compress(buf) : buf
-            await handler(data, { index: ticket.index, offset: ticket.offset, size: buf.length })
-            n.finish(ticket.index, buf.length, compress ? data.length : 0, performance.now() - start)
-          } catch (e) {
-            n.cancel(ticket.index, true)
-            if (failure === null) failure = { error: e, chunk: { index: ticket.index, offset: ticket.offset, size: buf.length } }
-          }
-          this._emitEvents()
-        })()
-        inFlight.add(task)
-        task.finally(() => { inFlight.delete(task); freed() })
         this._emitEvents()
-      }
-      await Promise.all(inFlight)
-      const summary = n.end()
+      })()
+      inFlight.add(task)
+      task.finally(() => { inFlight.delete(task); freed() })
       this._emitEvents()
-      if (failure !== null) {
-        const e = failure.error
-        if (failure.chunk && e !== null && typeof e === 'object') {
-          try { e.chunk = failure.chunk } catch (_) { /* frozen error object: nothing to add */ }
-        }
-        throw e
-      }
-      return summary
-    } finally {
-      this._running = false
     }
+    await Promise.all(inFlight)
+    const summary = n.end()
+    this._emitEvents()
+    if (failure !== null) {
+      const e = failure.error
+      if (failure.chunk && e !== null && typeof e === 'object') {
+        try { e.chunk = failure.chunk } catch (_) { /* frozen error object: nothing to add */ }
+      }
+      throw e
+    }
+    return summary
   }
 }
 
