@@ -23,33 +23,34 @@ static int32_t create(void *ud, void **out) {
     if (c->fail_create) return 5;
     if (c->null_create) { *out = NULL; return 0; }
     conn *k = calloc(1, sizeof *k);
-    k->id = ++c->created;
+    /* The callbacks run on the acquiring threads (test_two_threads): count atomically. */
+    k->id = __atomic_add_fetch(&c->created, 1, __ATOMIC_SEQ_CST);
     *out = k;
     return 0;
 }
 static int32_t reset(void *ud, void *obj) {
     counters *c = ud;
     conn *k = obj;
-    c->resets++;
+    __atomic_add_fetch(&c->resets, 1, __ATOMIC_SEQ_CST);
     k->dirty = 0;
     return c->fail_reset ? 9 : 0;
 }
 static int32_t validate(void *ud, void *obj, bool *valid) {
     counters *c = ud;
-    c->validations++;
+    __atomic_add_fetch(&c->validations, 1, __ATOMIC_SEQ_CST);
     *valid = !((conn *)obj)->broken;
     return 0;
 }
 static void destroy(void *ud, void *obj) {
-    ((counters *)ud)->destroyed++;
+    __atomic_add_fetch(&((counters *)ud)->destroyed, 1, __ATOMIC_SEQ_CST);
     free(obj);
 }
 static void on_leak(void *ud, const char *json) {
     counters *c = ud;
-    c->leaks++;
+    __atomic_add_fetch(&c->leaks, 1, __ATOMIC_SEQ_CST);
     snprintf(c->last_leak, sizeof c->last_leak, "%s", json);
 }
-static void free_ud(void *ud) { ((counters *)ud)->freed++; }
+static void free_ud(void *ud) { __atomic_add_fetch(&((counters *)ud)->freed, 1, __ATOMIC_SEQ_CST); }
 
 static mw_pool_callbacks callbacks(counters *c) {
     mw_pool_callbacks cb = {0};
