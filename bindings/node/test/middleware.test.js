@@ -349,6 +349,47 @@ test('the middleware wraps a plain handler too, sharing its analytics; a throwin
   }
 })
 
+test('two middlewares on one response each measure it; an untracked server in the same process gets no headers', async () => {
+  const outer = memoryTracking({ routeTemplate: () => 'GET /outer' })
+  const inner = memoryTracking({ includeHeaders: false, routeTemplate: () => 'GET /inner' })
+  const tracked = await listen(outer.wrap(inner.wrap((req, res) => res.end('both'))))
+  const untracked = await listen((req, res) => res.end('plain'))
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await get(`${tracked.url}/x`)
+      assert.equal(r.body, 'both')
+      assertMemoryHeaders(r.headers)
+      const u = await get(`${untracked.url}/x`)
+      assert.equal(u.body, 'plain')
+      for (const h of HEADERS) assert.ok(!(h in u.headers), `${h} on an untracked response`)
+    }
+    await waitFor(() => outer.analytics().routes['GET /outer']?.count === 3 && inner.analytics().routes['GET /inner']?.count === 3, 'three requests in each')
+    assert.equal(outer.inFlight, 0)
+    assert.equal(inner.inFlight, 0)
+  } finally {
+    await close(tracked)
+    await close(untracked)
+  }
+})
+
+test('a response that is not an http.ServerResponse still gets its headers and its end', async () => {
+  const { EventEmitter } = require('node:events')
+  const handler = memoryTracking.wrap((req, res) => res.end(), { routeTemplate: () => 'GET /fake' })
+  const set = {}
+  const res = new EventEmitter()
+  Object.assign(res, {
+    headersSent: false,
+    writableFinished: false,
+    setHeader (k, v) { set[k] = v },
+    writeHead () { this.headersSent = true; return this },
+    end () { if (!this.headersSent) this.writeHead(200); this.writableFinished = true; this.emit('close') }
+  })
+  handler({ method: 'GET', url: '/fake' }, res)
+  assert.deepEqual(Object.keys(set).sort(), ['X-Memory-Efficiency', 'X-Memory-Limit', 'X-Memory-Peak', 'X-Memory-Usage'])
+  assert.equal(handler.analytics().routes['GET /fake'].count, 1)
+  assert.equal(handler.inFlight, 0)
+})
+
 test('bad options throw RangeError / TypeError naming the key as written', () => {
   const cases = [
     [{ sampleRate: 2 }, RangeError, /'sampleRate'.*from 0 to 1.*2/],
