@@ -9,7 +9,9 @@ ASGI under uvicorn (one process, ``loop="asyncio"``, ``http="h11"``, ``lifespan=
 0.1 s tick, wall-time work, replaced by waiting for the n-th request). A client
 in this process sends n requests over one keep-alive connection, for each n of ``--counts``;
 (I(n2) - I(n1)) / (n2 - n1) is the server's work per request, start-up and warm-up cancelled
-out. Three counts give two such slopes: they must agree (the warm-up is long enough).
+out. Three counts give two such slopes: they must agree (the warm-up is long enough). At the
+first request the collector is told to keep what start-up made (``gc.freeze()``): a full
+collection walking the imports' objects would otherwise fall into one window and not another.
 
 Variants: ``bare``; ``static4``, a pure-Python middleware adding four constant headers (what
 the server charges for any four headers: the anchor for the headers' share); ``wrap``, a
@@ -29,6 +31,7 @@ is its share of a saturated server's CPU, the throughput a sampler can cost.
 
 import argparse
 import asyncio
+import gc
 import http.client
 import os
 import re
@@ -45,6 +48,15 @@ STATIC_RAW = [(k.lower().encode(), v.encode()) for k, v in STATIC]
 SAMPLER_MS = 5
 VARIANTS = ("bare", "static4", "wrap", "mw", "mwnohdr", "mwsampler")
 OPTIONS = {"mw": {}, "mwnohdr": {"include_headers": False}, "mwsampler": {"sampler_interval_ms": SAMPLER_MS}}
+
+
+def settle():
+    """At the first request, after start-up: what the server made so far is kept out of the
+    collector. Otherwise a full collection, which walks every object the imports made
+    (millions of instructions), falls into one window of requests and not into another.
+    Collections of what the requests allocate are still counted."""
+    gc.collect()
+    gc.freeze()
 
 
 # ---- WSGI ------------------------------------------------------------------------------------
@@ -101,6 +113,8 @@ def serve_werkzeug(app, sock, n, on_port):
 
     def counting(environ, start_response):
         count[0] += 1
+        if count[0] == 1:
+            settle()
         if count[0] == n:
             threading.Thread(target=server.shutdown).start()
         return app(environ, start_response)
@@ -159,6 +173,8 @@ def serve_uvicorn(app, sock, n, on_port):
 
     async def counting(scope, receive, send):
         count[0] += 1
+        if count[0] == 1:
+            settle()
         if count[0] == n:
             done.set()
         await app(scope, receive, send)
@@ -185,10 +201,11 @@ SERVERS = {"werkzeug": (make_wsgi, serve_werkzeug), "uvicorn": (make_asgi, serve
 
 def serve(server, variant, n):
     make, run = SERVERS[server]
+    app = make(variant)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    run(make(variant), sock, n, lambda port: print(port, flush=True))
+    run(app, sock, n, lambda port: print(port, flush=True))
 
 
 # ---- the client and callgrind's files ----------------------------------------------------
@@ -247,7 +264,10 @@ def run_callgrind(server, variant, n):
         variant,
         str(n),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # One hash seed for every run: with random ones, dicts' probe sequences (and so counts)
+    # differ from one process to the next.
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     port = int(proc.stdout.readline())
     load(port, n)
     _, err = proc.communicate(timeout=900)
