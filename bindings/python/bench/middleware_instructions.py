@@ -46,6 +46,7 @@ BODY = b"Hello, World!"
 STATIC = [("X-Memory-Usage", "45.7"), ("X-Memory-Peak", "52.3"), ("X-Memory-Limit", "128.0"), ("X-Memory-Efficiency", "89.2")]
 STATIC_RAW = [(k.lower().encode(), v.encode()) for k, v in STATIC]
 SAMPLER_MS = 5
+HASH_SEED = ["0"]
 VARIANTS = ("bare", "static4", "wrap", "mw", "mwnohdr", "mwsampler")
 OPTIONS = {"mw": {}, "mwnohdr": {"include_headers": False}, "mwsampler": {"sampler_interval_ms": SAMPLER_MS}}
 
@@ -265,8 +266,9 @@ def run_callgrind(server, variant, n):
         str(n),
     ]
     # One hash seed for every run: with random ones, dicts' probe sequences (and so counts)
-    # differ from one process to the next.
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    # differ from one process to the next. Another seed shifts every count a little: compare
+    # variants measured with the same one.
+    env = dict(os.environ, PYTHONHASHSEED=HASH_SEED[0])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     port = int(proc.stdout.readline())
     load(port, n)
@@ -360,8 +362,10 @@ def main():
     parser.add_argument("--counts", default="300,900,1500", help="three (or more) request counts, ascending")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--native", type=int, default=3000, help="requests per native round (sampler charge)")
+    parser.add_argument("--hash-seed", default="0", help="PYTHONHASHSEED of the servers (another seed, other counts)")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    HASH_SEED[0] = args.hash_seed
     if args.serve:
         serve(args.serve[0], args.serve[1], int(args.serve[2]))
         return
