@@ -5,13 +5,17 @@
 
 Instruction counts do not change with the load of a shared machine, unlike CPU time. A
 hello-world app runs under callgrind: WSGI under werkzeug (``BaseWSGIServer``, one thread),
-ASGI under uvicorn (one process, ``loop="asyncio"``, ``http="h11"``, ``lifespan="off"``; its
-0.1 s tick, wall-time work, replaced by waiting for the n-th request). A client
-in this process sends n requests over one keep-alive connection, for each n of ``--counts``;
+ASGI under uvicorn (one process, ``loop="asyncio"``, ``http="h11"``, which is what "auto"
+picks without httptools, as run-tests.sh installs uvicorn; ``lifespan="off"``; uvicorn's
+0.1 s tick, wall-time work, replaced by waiting for the n-th request). A client in this
+process sends n requests over one keep-alive connection, for each n of ``--counts``;
 (I(n2) - I(n1)) / (n2 - n1) is the server's work per request, start-up and warm-up cancelled
-out. Three counts give two such slopes: they must agree (the warm-up is long enough). At the
-first request the collector is told to keep what start-up made (``gc.freeze()``): a full
-collection walking the imports' objects would otherwise fall into one window and not another.
+out. Three counts give two such estimates: they must agree (the warm-up is long enough). The
+servers run with one hash seed (``--hash-seed``, 0), and at their first request the collector
+is told to keep what start-up made (``gc.freeze()``): otherwise dicts probe differently in
+each process, and a full collection walking the imports' objects falls into one window and
+not another. So a run repeats to a few hundred instructions; another seed moves the counts by
+about 1%: compare variants of one run.
 
 Variants: ``bare``; ``static4``, a pure-Python middleware adding four constant headers (what
 the server charges for any four headers: the anchor for the headers' share); ``wrap``, a
@@ -338,7 +342,7 @@ def bench(server, counts, variants, native_n):
         results[v] = per
         base = per if base is None else base
         extra = ""
-        if other_per_req or per_wake:
+        if per_wake:
             real = per_wake * (1000 / SAMPLER_MS) / rate
             extra = f"{other_per_req:8.0f}/req under callgrind; {per_wake:,.0f}/wake -> {real:6.1f}/req real"
         print(
