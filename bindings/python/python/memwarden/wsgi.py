@@ -53,7 +53,7 @@ class _Body:
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._result)
 
-    def start_response(self, status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
+    def tracked_start_response(self, status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
         # The route, taken while the framework's request is still there (Flask drops it from
         # the environ before the server closes the body).
         if self._route is None:
@@ -111,7 +111,7 @@ class MemoryTrackingMiddleware(MiddlewareBase):
         body._start_response = start_response
         body._headers = self._response_headers if self._include_headers else None
         try:
-            body._result = self.app(environ, body.start_response)
+            body._result = self.app(environ, body.tracked_start_response)
         except BaseException:
             self._finish(token, environ, body._alloc, body._route)
             raise
