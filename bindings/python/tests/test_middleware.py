@@ -473,6 +473,63 @@ def test_asgi_app_that_fails_still_ends_the_request():
     assert app.analytics()["routes"]["POST /x"]["count"] == 1
 
 
+def test_asgi_request_ends_once_and_the_app_headers_are_not_changed():
+    # The app's header list is shared between its responses; the route template runs once per
+    # request, however often the application sends a last body.
+    shared = [(b"content-type", b"text/plain")]
+
+    async def inner(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": shared})
+        await send({"type": "http.response.body", "body": b"a"})
+        await send({"type": "http.response.body", "body": b"b"})  # an app's bug: a second last body
+
+    routes = []
+
+    def route_template(scope):
+        routes.append(scope["path"])
+        return "GET /t"
+
+    app = mw_asgi.MemoryTrackingMiddleware(inner, route_template=route_template)
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    for _ in range(2):
+        asyncio.run(app({"type": "http", "method": "GET", "path": "/t", "headers": []}, receive, send))
+    assert shared == [(b"content-type", b"text/plain")]
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert len(starts) == 2 and all(len(m["headers"]) == 5 for m in starts)
+    assert {k for k, _ in starts[0]["headers"]} >= {h.lower().encode() for h in HEADERS}
+    assert routes == ["/t", "/t"]
+    assert app.tracker.in_flight == 0 and app.analytics()["routes"]["GET /t"]["count"] == 2
+
+
+def test_wsgi_close_twice_ends_the_request_once():
+    routes = []
+
+    def route_template(environ):
+        routes.append(environ["PATH_INFO"])
+        return "GET /t"
+
+    def inner(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"x"]
+
+    app = mw_wsgi.MemoryTrackingMiddleware(inner, route_template=route_template)
+    seen = []
+    body = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/t"}, lambda status, headers, exc_info=None: seen.append(headers))
+    assert list(body) == [b"x"]
+    body.close()
+    body.close()
+    assert [n for n, _ in seen[0]] == ["Content-Type", *HEADERS]
+    assert routes == ["/t"]
+    assert app.tracker.in_flight == 0 and app.analytics()["routes"]["GET /t"]["count"] == 1
+
+
 # ---- RequestTracker.response_headers: the middleware's per-request header call ------------
 
 

@@ -15,6 +15,8 @@ logger = logging.getLogger("memwarden")
 #: The route of a request the framework did not route (a 404): one entry, not one per path.
 UNMATCHED = "unmatched"
 
+_DEBUG = logging.DEBUG
+
 # Options the middleware itself handles; the rest are the core's (the seed's keys plus
 # random_seed, max_routes, memory_limit, sampler_interval_ms) and are checked there.
 _BINDING_KEYS = ("route_template",)
@@ -46,7 +48,14 @@ class MiddlewareBase:
         self.app = app
         #: The native per-request tracker (``memwarden.RequestTracker``) doing the measuring.
         self.tracker = RequestTracker(merged)
+        # The per-request calls, bound once (an attribute lookup on a native object makes a
+        # new bound method each time).
+        self._begin = self.tracker.begin
+        self._end = self.tracker.end
+        self._response_headers = self.tracker.response_headers
         self._route_template: Optional[Callable[[Any], str]] = route_template
+        #: The route of a request: the template option's, else the framework's (one call).
+        self._route_of: Callable[[Any], str] = self._route if route_template is not None else self._default_route
         self._include_headers = self.tracker.include_headers
         self._analytics_handler: Optional[Callable[[Dict[str, Any]], Any]] = None
         d = self.tracker.detailed_tracking
@@ -82,9 +91,6 @@ class MiddlewareBase:
         return self.tracker.analytics()  # type: ignore[no-any-return]
 
     # -- per request --------------------------------------------------------------------------
-
-    def _headers(self, token: RequestToken, raw: bool) -> Tuple[Tuple[Any, Any], ...]:
-        return self.tracker.response_headers(token, raw)  # type: ignore[no-any-return]
 
     def _alloc_begin(self) -> Tuple[int, Any]:
         if not tracemalloc.is_tracing():
@@ -135,19 +141,18 @@ class MiddlewareBase:
     def _finish(
         self, token: RequestToken, request: Any, alloc: Optional[Tuple[int, Any]], route: Optional[str] = None
     ) -> Optional[RequestReport]:
-        """Ends the request (once): final figures to the analytics, the high-usage handler and
-        log (the core), then the analytics handler."""
-        if not token.active:
-            return None
+        """Ends the request (once: ``end`` returns None for a token that has ended): final
+        figures to the analytics, the high-usage handler and log (the core), then the analytics
+        handler."""
         try:
-            report = self.tracker.end(token, request, route if route is not None else self._route(request))
+            report = self._end(token, request, route if route is not None else self._route_of(request))
         except Exception:  # a failed reading must not break the response
             logger.exception("memwarden: cannot end the measurement of a request")
             return None
         if report is None:
             return None
         handler = self._analytics_handler
-        if handler is not None or alloc is not None or logger.isEnabledFor(logging.DEBUG):
+        if handler is not None or alloc is not None or logger.isEnabledFor(_DEBUG):
             figures = report.to_dict()
             if alloc is not None:
                 figures["allocations"] = self._alloc_end(alloc)
