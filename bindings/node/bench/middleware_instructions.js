@@ -3,9 +3,17 @@
 // memoryTracking()'s cost per request counted in instructions (valgrind's callgrind), which
 // the load of a shared machine does not change, unlike CPU time: a hello-world `http` server
 // runs under callgrind and answers n1, then n2 keep-alive requests; (I(n2) - I(n1)) / (n2 - n1)
-// is its work per request, start-up cancelled out. Variants: bare; four constant headers set
+// is its work per request, start-up cancelled out. The server runs with V8's
+// --single-threaded (the collector's and the compilers' work runs on the main thread, counted
+// in full and in the same order every run, instead of on helper threads whose share varies by
+// tens of thousands of instructions per request) and fixed hash and random seeds (a random
+// hash seed changes start-up by millions of instructions); warm-up: n1 requests, so the
+// compilers have settled. Variants: bare; a pass-through wrapper; four constant headers set
 // by the app (what Node charges for any four headers: the anchor for the headers' share);
-// memoryTracking() by default, with a 5 ms sampler, and without headers.
+// memoryTracking() by default (at callgrind's pace, a fresh reading for each figure), with a
+// 5 ms sampler (what the default switches to above 1,000 requests/s), and without headers.
+// The sampler thread's own work is counted too, though callgrind slows the server ~50x and so
+// charges each request ~50x its real share of it.
 // Usage: node bench/middleware_instructions.js [n1] [n2] [variants]   (needs valgrind)
 const { spawn } = require('node:child_process')
 const http = require('node:http')
@@ -22,6 +30,7 @@ function serve (variant, maxn) {
   let handler
   if (variant === 'bare') handler = plain
   else if (variant === 'static4') handler = (req, res) => { res.setHeader('X-Memory-Usage', '45.7'); res.setHeader('X-Memory-Peak', '52.3'); res.setHeader('X-Memory-Limit', '128.0'); res.setHeader('X-Memory-Efficiency', '89.2'); plain(req, res) }
+  else if (variant === 'passthru') handler = function (req, res) { return plain.apply(this, arguments) }
   else if (variant === 'mw') handler = memoryTracking.wrap(plain, { routeTemplate: () => 'GET /users/:id' })
   else if (variant === 'mwsampler') handler = memoryTracking.wrap(plain, { samplerIntervalMs: 5, routeTemplate: () => 'GET /users/:id' })
   else if (variant === 'mwnohdr') handler = memoryTracking.wrap(plain, { includeHeaders: false, samplerIntervalMs: 5, routeTemplate: () => 'GET /users/:id' })
@@ -31,7 +40,7 @@ function serve (variant, maxn) {
 }
 function run (variant, n) {
   return new Promise((resolve, reject) => {
-    const p = spawn('valgrind', ['--tool=callgrind', '--smc-check=all', `--callgrind-out-file=${path.join(os.tmpdir(), `mw-cg-node.${process.pid}.${variant}.${n}`)}`, process.execPath, __filename, '--serve', variant, String(n)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn('valgrind', ['--tool=callgrind', '--smc-check=all', `--callgrind-out-file=${path.join(os.tmpdir(), `mw-cg-node.${process.pid}.${variant}.${n}`)}`, process.execPath, '--single-threaded', '--hash-seed=7', '--random-seed=7', __filename, '--serve', variant, String(n)], { stdio: ['ignore', 'pipe', 'pipe'] })
     let err = ''
     p.stderr.on('data', (d) => { err += d })
     p.stdout.once('data', async (d) => {
@@ -50,8 +59,8 @@ function run (variant, n) {
   })
 }
 async function main () {
-  const [n1, n2] = [Number(process.argv[2] || 100), Number(process.argv[3] || 400)]
-  const variants = (process.argv[4] || 'bare,static4,mw,mwsampler,mwnohdr').split(',')
+  const [n1, n2] = [Number(process.argv[2] || 1500), Number(process.argv[3] || 4500)]
+  const variants = (process.argv[4] || 'bare,passthru,static4,mw,mwsampler,mwnohdr').split(',')
   console.log(`instructions per request under callgrind (${n1} then ${n2} keep-alive requests; bare = the anchor)`)
   let base = null
   for (const v of variants) {

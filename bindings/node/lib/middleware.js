@@ -72,6 +72,12 @@ const DETAILED_KEYS = Object.freeze({
 })
 const CORE_KEYS = new Set(Object.values(OPTION_KEYS))
 const UNMATCHED = 'unmatched'
+const HEADER_NAMES = Object.freeze({
+  'X-Memory-Usage': 'X-Memory-Usage',
+  'X-Memory-Peak': 'X-Memory-Peak',
+  'X-Memory-Limit': 'X-Memory-Limit',
+  'X-Memory-Efficiency': 'X-Memory-Efficiency'
+})
 const METHOD = 'memoryTracking()'
 
 /** NaN / Infinity have no JSON form: their text goes to the core, whose message names them. */
@@ -246,7 +252,12 @@ class Tracking {
       const pairs = []
       for (const line of h.split('\n')) {
         const colon = line.indexOf(': ')
-        if (colon > 0) pairs.push(line.slice(0, colon), line.slice(colon + 2))
+        if (colon > 0) {
+          const name = line.slice(0, colon)
+          // The core's names as literals: a slice of the block would be a sliced string
+          // that Node's setHeader flattens for every response.
+          pairs.push(HEADER_NAMES[name] || name, line.slice(colon + 2))
+        }
       }
       this.lastPairs = pairs
     }
