@@ -7,6 +7,10 @@ declare(strict_types=1);
 // checked with is_file() per class: under php-fpm or php -S the autoloader runs on every
 // request, and this way it costs one array lookup and the require (cached by opcache).
 // tests/AutoloadTest.php checks that every class in src/ loads through it.
+// With opcache.preload=preload.php the classes are already there: nothing to register.
+if (function_exists('Memwarden\\preloaded')) {
+    return;
+}
 spl_autoload_register(static function (string $class): void {
     // A literal array: opcache keeps it immutable, nothing is built per call.
     $file = [

@@ -7,7 +7,7 @@
 //! overlapped instead of pretending. Analytics are kept per route *template*, never per raw
 //! path, with a cap on the number of routes (the rest go into `"other"`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -116,7 +116,27 @@ const KEYS: &[&str] = &[
     "sampler_interval_ms",
 ];
 
+/// The last configs read from JSON text, newest last: under php-fpm or `php -S` every request
+/// builds its middleware from the same text, so it is parsed and checked once per process.
+static CONFIG_CACHE: Mutex<Vec<(Box<str>, RequestConfig)>> = Mutex::new(Vec::new());
+const CONFIG_CACHE_LEN: usize = 4;
+
 impl RequestConfig {
+    /// [`from_json`](Self::from_json) of a JSON text (empty: the defaults), remembering the
+    /// last few texts that were valid so the same text is not parsed again.
+    pub fn from_json_text(text: &str) -> Result<Self> {
+        if let Some((_, c)) = CONFIG_CACHE.lock().iter().rev().find(|(t, _)| **t == *text) {
+            return Ok(c.clone());
+        }
+        let cfg = Self::from_json(&crate::config::parse_json("MemoryTrackingMiddleware", text)?)?;
+        let mut cache = CONFIG_CACHE.lock();
+        if cache.len() >= CONFIG_CACHE_LEN {
+            cache.remove(0);
+        }
+        cache.push((text.into(), cfg.clone()));
+        Ok(cfg)
+    }
+
     /// Reads the seed's options. `detailed_tracking` is `true`/`false` or an object with
     /// `track_allocations`, `track_deallocations`, `include_stack_traces` (the seed also writes
     /// those three at the top level; both are accepted).
@@ -239,7 +259,8 @@ struct RouteStats {
 }
 
 struct Analytics {
-    routes: HashMap<String, RouteStats>,
+    /// By template; a BTreeMap: no SipHash of the route per request (at most `max_routes`).
+    routes: BTreeMap<String, RouteStats>,
     /// Distinct templates that were folded into "other" (counted, not kept).
     overflowed: u64,
 }
@@ -292,6 +313,55 @@ impl Sampler {
     }
 }
 
+/// Appends `v` as `format!("{v:.1}")` writes it (the exact binary value rounded half to even
+/// to one decimal), in integer arithmetic: the `core::fmt` float path costs about 900
+/// instructions a value, and a header block has four (PHP pays them on every request).
+fn write_one_decimal(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    // Finite, not negative and below 2^53 / 10: v * 10 = m * 10 * 2^e fits in a u128.
+    if !(v.is_finite() && v.is_sign_positive() && v < 9.0e14) {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{v:.1}");
+        return;
+    }
+    let bits = v.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1u64 << 52) - 1);
+    // v = m * 2^e exactly
+    let (m, e) = if exp == 0 { (frac, -1074) } else { (frac | (1u64 << 52), exp - 1075) };
+    let n = u128::from(m) * 10;
+    let tenths: u128 = if e >= 0 {
+        n << e
+    } else if e <= -120 {
+        0 // below 2^-60: rounds to 0.0
+    } else {
+        let s = (-e) as u32;
+        let q = n >> s;
+        let r = n & ((1u128 << s) - 1);
+        let half = 1u128 << (s - 1);
+        if r > half || (r == half && q & 1 == 1) { q + 1 } else { q }
+    };
+    // < 9e15: fits a u64; the digits by hand (core::fmt costs more than all of this).
+    let mut t = tenths as u64;
+    let mut buf = [0u8; 24];
+    let mut i = buf.len();
+    i -= 1;
+    buf[i] = b'0' + (t % 10) as u8;
+    i -= 1;
+    buf[i] = b'.';
+    t /= 10;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (t % 10) as u8;
+        t /= 10;
+        if t == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits and '.' were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
 fn splitmix(z: u64) -> u64 {
     let mut z = z;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -336,7 +406,7 @@ impl RequestTracker {
             begun: AtomicU64::new(0),
             sampled_out: AtomicU64::new(0),
             handler_errors: AtomicU64::new(0),
-            analytics: Mutex::new(Analytics { routes: HashMap::new(), overflowed: 0 }),
+            analytics: Mutex::new(Analytics { routes: BTreeMap::new(), overflowed: 0 }),
             handler: RwLock::new(None),
             cfg,
         };
@@ -694,7 +764,14 @@ impl RequestTracker {
         if !self.cfg.include_headers {
             return Vec::new();
         }
-        self.header_values(r).into_iter().map(|(name, v)| (name, format!("{v:.1}"))).collect()
+        self.header_values(r)
+            .into_iter()
+            .map(|(name, v)| {
+                let mut s = String::with_capacity(20);
+                write_one_decimal(&mut s, v);
+                (name, s)
+            })
+            .collect()
     }
 
     /// The four headers' names and values, unformatted.
@@ -720,10 +797,11 @@ impl RequestTracker {
     }
 
     fn write_header_block(&self, r: &RequestReport, out: &mut String) {
-        use std::fmt::Write;
         for (name, v) in self.header_values(r) {
-            // Writing to a String cannot fail.
-            let _ = writeln!(out, "{name}: {v:.1}");
+            out.push_str(name);
+            out.push_str(": ");
+            write_one_decimal(out, v);
+            out.push('\n');
         }
     }
 
@@ -786,6 +864,35 @@ impl Drop for RequestTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_decimal_is_what_format_writes() {
+        let check = |v: f64| {
+            let mut s = String::new();
+            write_one_decimal(&mut s, v);
+            assert_eq!(s, format!("{v:.1}"), "for {v:e}");
+        };
+        // ties (exact halves round to even), values just around them, MiB and ratios
+        for v in [0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 1.25, 2.75, 99.95, 100.0, 5e-324, 1e-20, 0.04999999999999999] {
+            check(v);
+            check(f64::from_bits(v.to_bits() + 1));
+            if v > 0.0 {
+                check(f64::from_bits(v.to_bits() - 1));
+            }
+        }
+        for v in [8.99e14, 9.0e14, 1e300, f64::MAX, f64::INFINITY, f64::NAN, -0.0, -0.04, -1.25] {
+            check(v);
+        }
+        let mut z = 0x1234_5678_9abc_def0u64;
+        for _ in 0..200_000 {
+            z = splitmix(z);
+            check((z >> 20) as f64 / MIB); // bytes in MiB: exact, with exact ties
+            check((z % (1 << 40)) as f64 / MIB);
+            let (a, b) = ((z >> 32) + 1, (z & 0xffff_ffff) + 1);
+            check(a.min(b) as f64 / a.max(b) as f64 * 100.0);
+            check(f64::from_bits(z >> 2)); // any positive double
+        }
+    }
 
     fn tracker(v: Value) -> RequestTracker {
         RequestTracker::from_json(&v).unwrap()

@@ -1,11 +1,11 @@
 //! `mw_request_*`: per-request memory measurement (core::request) through the C ABI.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::{CString, c_char, c_void};
 use std::sync::Arc;
 
-use memwarden_core::request::{HighUsageHandler, RequestReport, RequestToken, RequestTracker};
-use memwarden_core::{Error, config};
+use memwarden_core::Error;
+use memwarden_core::request::{HighUsageHandler, RequestConfig, RequestReport, RequestToken, RequestTracker};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -70,7 +70,8 @@ const ERROR_BUF: usize = 512;
 /// requests may begin and end on any threads.
 pub struct mw_request {
     inner: RequestTracker,
-    tokens: Mutex<(u64, HashMap<u64, RequestToken>)>,
+    /// Tokens in flight by id; ids only grow, so a BTreeMap (no SipHash per begin and end).
+    tokens: Mutex<(u64, BTreeMap<u64, RequestToken>)>,
 }
 
 fn tracker(p: *const mw_request) -> FfiResult<Arc<mw_request>> {
@@ -88,14 +89,11 @@ fn tracker(p: *const mw_request) -> FfiResult<Arc<mw_request>> {
 pub unsafe extern "C" fn mw_request_new(config_json: *const c_char, out: *mut *mut mw_request) -> mw_status {
     boundary(|| {
         need_out(out, "out")?;
-        let v = if config_json.is_null() {
-            Value::Null
-        } else {
-            // Safety: NUL-terminated per the contract.
-            config::parse_json("MemoryTrackingMiddleware", unsafe { str_arg(config_json, "config_json") }?)?
-        };
-        let inner = RequestTracker::from_json(&v)?;
-        let h = new_handle(mw_request { inner, tokens: Mutex::new((1, HashMap::new())) });
+        // Safety: NUL-terminated per the contract. Parsed once per distinct text (cached).
+        let text = if config_json.is_null() { "" } else { unsafe { str_arg(config_json, "config_json") }? };
+        let cfg = RequestConfig::from_json_text(text)?;
+        let inner = RequestTracker::new(cfg)?;
+        let h = new_handle(mw_request { inner, tokens: Mutex::new((1, BTreeMap::new())) });
         // Safety: checked non-NULL above.
         unsafe { write_out(out, "out", h) }
     })

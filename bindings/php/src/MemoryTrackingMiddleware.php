@@ -40,7 +40,6 @@ use Memwarden\Exception\InvalidConfigException;
  */
 final class MemoryTrackingMiddleware
 {
-    private const BINDING_KEYS = ['route_resolver'];
     private const MIB = 1048576.0;
 
     private \FFI $ffi;
@@ -80,7 +79,8 @@ final class MemoryTrackingMiddleware
             );
         }
         $this->routeResolver = $resolver;
-        $core = array_diff_key($config, array_flip(self::BINDING_KEYS));
+        $core = $config;
+        unset($core['route_resolver']); // the binding-only key
         $fromIni = !array_key_exists('memory_limit', $core);
         if ($fromIni) {
             // PHP's memory_limit text ("128M", "-1": none), parsed by the core with the config:

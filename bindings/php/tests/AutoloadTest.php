@@ -28,4 +28,33 @@ final class AutoloadTest extends TestCase
         $out = (string) shell_exec(escapeshellarg(PHP_BINARY) . ' -r ' . escapeshellarg($script) . ' 2>&1');
         $this->assertSame("OK\n", $out);
     }
+
+    /**
+     * preload.php (opcache.preload) links every class at start-up; then autoload.php registers
+     * nothing, and the classes and the middleware work without it.
+     */
+    public function testPreloadLinksEveryClassAndAutoloadThenRegistersNothing(): void
+    {
+        $dir = dirname(__DIR__);
+        $script = 'echo class_exists("Memwarden\\\\MemoryTrackingMiddleware", false) ? "linked" : "missing", "\n";'
+            . '$n = count(spl_autoload_functions());'
+            . 'require ' . var_export($dir . '/autoload.php', true) . ';'
+            . 'echo count(spl_autoload_functions()) - $n, "\n";'
+            . 'echo class_exists("Memwarden\\\\Exception\\\\CycleException", false) ? "linked" : "missing", "\n";'
+            . '$m = new Memwarden\\MemoryTrackingMiddleware(["route_resolver" => fn ($s) => "GET /"]);'
+            . 'echo $m->wrap(fn () => 42)(), "\n";';
+        $ini = ['opcache.enable_cli=1', 'opcache.preload=' . $dir . '/preload.php', 'ffi.enable=1'];
+        if (function_exists('posix_geteuid') && posix_geteuid() === 0) {
+            $ini[] = 'opcache.preload_user=root';
+        }
+        $cmd = escapeshellarg(PHP_BINARY);
+        foreach ($ini as $setting) {
+            $cmd .= ' -d ' . escapeshellarg($setting);
+        }
+        if (!extension_loaded('Zend OPcache') && !str_contains((string) shell_exec($cmd . ' -m'), 'Zend OPcache')) {
+            $this->markTestSkipped('opcache is not installed');
+        }
+        $out = (string) shell_exec($cmd . ' -r ' . escapeshellarg($script) . ' 2>&1');
+        $this->assertSame("linked\n0\nlinked\n42\n", $out);
+    }
 }
