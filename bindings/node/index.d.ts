@@ -305,9 +305,10 @@ export declare class NativeRequestTracker {
    * class method costs napi-rs' borrow and identity checks, more than these calls' work).
    * This `headers(handle)` gives the core's header block (`Name: value` lines, empty for an
    * unknown handle or with `include_headers` off), or `true` when it is the same block as
-   * its last answer.
+   * its last answer; `finish(handle)` without a route ends the request under the route the
+   * last `finish` was given.
    */
-  fastPaths(): { begin: () => number; headers: (handle: number) => string | true; finish: (handle: number, route: string) => boolean | null }
+  fastPaths(): { begin: () => number; headers: (handle: number) => string | true; finish: (handle: number, route?: string) => boolean | null }
   /**
    * Starts measuring a request whose route is not known yet (`end` names it); returns the
    * request's handle, or 0 when disabled or not sampled.

@@ -7,6 +7,7 @@
 //! overlapped instead of pretending. Analytics are kept per route *template*, never per raw
 //! path, with a cap on the number of routes (the rest go into `"other"`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,6 +32,9 @@ pub const RESERVOIR: usize = 256;
 pub const HEADER_BLOCK_MAX: usize = 4 * (21 + 20 + 1);
 /// The route analytics put every route into once `max_routes` distinct templates are known.
 pub const OTHER_ROUTE: &str = "other";
+/// The route of a request no route took (a 404), and the placeholder the middlewares begin
+/// with when the route is known only at the end.
+pub const UNMATCHED: &str = "unmatched";
 
 /// The seed's `detailed_tracking` keys. Accepted and recorded; the core has no allocator
 /// hooks, so only a host that offers allocation tracking (Python `tracemalloc`) acts on them.
@@ -204,7 +208,9 @@ impl RequestConfig {
 /// A request in flight, from `begin` to `end`.
 #[derive(Debug, Clone)]
 pub struct RequestToken {
-    route: String,
+    /// Borrowed for the unmatched placeholder (no allocation per request when the host names
+    /// the route at the end).
+    route: Cow<'static, str>,
     start_bytes: u64,
     start_hwm: u64,
     started: Instant,
@@ -222,7 +228,9 @@ impl RequestToken {
     /// Replaces the route template; for hosts that learn the route only after `begin` (Express
     /// matches routes while the request runs).
     pub fn set_route(&mut self, route_template: &str) {
-        route_template.clone_into(&mut self.route);
+        if *self.route != *route_template {
+            self.route = Cow::Owned(route_template.to_owned());
+        }
     }
 }
 
@@ -548,7 +556,7 @@ impl RequestTracker {
         let in_flight_at_start = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let begin_seq = self.begun.fetch_add(1, Ordering::AcqRel);
         RequestToken {
-            route: route.to_owned(),
+            route: if route == UNMATCHED { Cow::Borrowed(UNMATCHED) } else { Cow::Owned(route.to_owned()) },
             start_bytes: bytes,
             start_hwm: hwm,
             started: Instant::now(),
@@ -586,7 +594,7 @@ impl RequestTracker {
     /// recorded, no handler runs and the request stays in flight; `end` gives the final figures.
     pub fn peek(&self, token: &RequestToken) -> Result<RequestReport> {
         let mut r = self.figures(token)?;
-        r.route = token.route.clone();
+        r.route = token.route.clone().into_owned();
         Ok(r)
     }
 
@@ -628,7 +636,7 @@ impl RequestTracker {
     /// [`peek`](Self::peek) with the host's readings (memory now and the peak so far, 0 if
     /// unknown), as [`end_with`](Self::end_with) takes them. Nothing is recorded.
     pub fn peek_with(&self, token: &RequestToken, bytes: u64, peak: u64) -> RequestReport {
-        self.report(token, token.route.clone(), bytes, peak)
+        self.report(token, token.route.clone().into_owned(), bytes, peak)
     }
 
     fn report(&self, t: &RequestToken, route: String, end_bytes: u64, peak: u64) -> RequestReport {
@@ -651,7 +659,7 @@ impl RequestTracker {
     }
 
     fn finish(&self, mut t: RequestToken, end_bytes: u64, peak: u64) -> RequestReport {
-        let route = std::mem::take(&mut t.route);
+        let route = std::mem::take(&mut t.route).into_owned();
         let report = self.report(&t, route, end_bytes, peak);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.record(&report);

@@ -193,6 +193,7 @@ class Tracking {
     this.highUsageHandler = null
     this.analyticsHandler = null
     this.lastPairs = []
+    this.lastRoute = null
     if (this.includeHeaders && this.enabled) installWriteHeadHook()
     const tracking = this
     // The 'close' listener shared by every response of this middleware (`this` is the
@@ -288,11 +289,21 @@ class Tracking {
     let report
     try {
       if (this.highUsageHandler === null && this.analyticsHandler === null) {
-        this.finishFast(handle, route) // nobody wants the report: none is built
+        // Nobody wants the report: none is built; the route is handed over only when it
+        // differs from the last one (routes repeat: reading the same string costs more than
+        // the comparison).
+        if (route === this.lastRoute) {
+          this.finishFast(handle)
+        } else {
+          this.lastRoute = null
+          this.finishFast(handle, route)
+          this.lastRoute = route
+        }
         return
       }
       report = this.native.end(handle, route)
     } catch (e) {
+      this.lastRoute = null // hand the route over again next time
       this.native.handlerFailed(route, `reading memory at the end of the request failed: ${describeError(e)}`)
       return
     }

@@ -6,7 +6,7 @@
 //! (high usage, analytics) are called by the JS layer, which has the request object; when one
 //! throws it reports the failure with `handlerFailed`, and the core logs and counts it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::sync::Arc;
 
@@ -49,14 +49,17 @@ impl From<CoreReport> for RequestReport {
     }
 }
 
-/// The route of a request no route matched (yet).
-const UNMATCHED: &str = "unmatched";
+use memwarden_core::request::UNMATCHED;
 
 struct Tokens {
     next: u32,
-    live: HashMap<u32, RequestToken>,
+    live: BTreeMap<u32, RequestToken>,
     /// The last header block the plain `headers` function handed over.
     last_block: HeaderCache,
+    /// The route the plain `finish` function was last given: a `finish(handle)` without one
+    /// ends the request under it (the JS layer passes the route only when it changed, which
+    /// saves reading the same string from JS for every request).
+    last_route: String,
 }
 
 /// What the class and its plain functions share.
@@ -73,7 +76,7 @@ impl ReqCore {
         loop {
             t.next = t.next.wrapping_add(1).max(1);
             let id = t.next;
-            if let std::collections::hash_map::Entry::Vacant(slot) = t.live.entry(id) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = t.live.entry(id) {
                 slot.insert(token);
                 return Ok(id);
             }
@@ -118,6 +121,25 @@ impl ReqCore {
         token.set_route(route);
         self.inner.end(token).map(Some)
     }
+
+    /// As `end`; `route` `None` is the route the last call gave, and `Some` becomes it.
+    fn end_remembering(&self, handle: u32, route: Option<&str>) -> CoreResult<Option<CoreReport>> {
+        let token = {
+            let mut t = self.tokens.lock();
+            let Some(mut token) = t.live.remove(&handle) else {
+                if let Some(r) = route {
+                    r.clone_into(&mut t.last_route);
+                }
+                return Ok(None);
+            };
+            if let Some(r) = route {
+                r.clone_into(&mut t.last_route);
+            }
+            token.set_route(if t.last_route.is_empty() { UNMATCHED } else { &t.last_route });
+            token
+        };
+        self.inner.end(token).map(Some)
+    }
 }
 
 /// The native request tracker. Use `memoryTracking()` from `lib/index.js`.
@@ -133,7 +155,12 @@ impl NativeRequestTracker {
     pub fn new(env: Env, config: Option<Value>) -> Result<Self> {
         let cfg = normalize_numbers(config.unwrap_or(Value::Null));
         let inner = guarded(&env, || RequestTracker::from_json(&cfg))?;
-        let tokens = Mutex::new(Tokens { next: 0, live: HashMap::new(), last_block: HeaderCache::default() });
+        let tokens = Mutex::new(Tokens {
+            next: 0,
+            live: BTreeMap::new(),
+            last_block: HeaderCache::default(),
+            last_route: String::new(),
+        });
         Ok(NativeRequestTracker { core: Arc::new(ReqCore { inner, tokens }) })
     }
 
@@ -141,9 +168,10 @@ impl NativeRequestTracker {
     /// class method costs napi-rs' borrow and identity checks, more than these calls' work).
     /// This `headers(handle)` gives the core's header block (`Name: value` lines, empty for an
     /// unknown handle or with `include_headers` off), or `true` when it is the same block as
-    /// its last answer.
+    /// its last answer; `finish(handle)` without a route ends the request under the route the
+    /// last `finish` was given.
     #[napi(
-        ts_return_type = "{ begin: () => number; headers: (handle: number) => string | true; finish: (handle: number, route: string) => boolean | null }"
+        ts_return_type = "{ begin: () => number; headers: (handle: number) => string | true; finish: (handle: number, route?: string) => boolean | null }"
     )]
     pub fn fast_paths(&self, env: Env) -> Result<Object<'_>> {
         let fns: [(&CStr, sys::napi_callback); 3] =
@@ -237,14 +265,20 @@ unsafe extern "C" fn fast_headers(env: sys::napi_env, info: sys::napi_callback_i
 
 unsafe extern "C" fn fast_finish(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // Safety: this is the callback of the `finish` function made by `fast_paths`.
-    let (core, [h, route], _) = unsafe { fast::args::<ReqCore, 2>(env, info) };
+    let (core, [h, route], argc) = unsafe { fast::args::<ReqCore, 2>(env, info) };
     let e = Env::from_raw(env);
     let (mut buf, mut owned) = ([0u8; 256], String::new());
-    let Some(route) = fast::str_arg(env, route, &mut buf, &mut owned) else {
-        let _ = type_error(&e, "memoryTracking(): the route must be a string");
-        return std::ptr::null_mut();
+    // `finish(handle)`: the route of the last call.
+    let route = if argc < 2 {
+        None
+    } else {
+        let Some(r) = fast::str_arg(env, route, &mut buf, &mut owned) else {
+            let _ = type_error(&e, "memoryTracking(): the route must be a string");
+            return std::ptr::null_mut();
+        };
+        Some(r)
     };
-    match guarded(&e, || core.end(handle_arg(env, h), route)) {
+    match guarded(&e, || core.end_remembering(handle_arg(env, h), route)) {
         Ok(Some(r)) => fast::js_bool(env, r.high_usage),
         Ok(None) => fast::js_null(env),
         Err(_) => std::ptr::null_mut(),

@@ -372,6 +372,32 @@ test('two middlewares on one response each measure it; an untracked server in th
   }
 })
 
+test('without handlers each request is counted under its own route (the route is handed over only when it changes)', async () => {
+  const handler = memoryTracking.wrap((req, res) => res.end('ok'), { includeHeaders: false, routeTemplate: (req) => `GET ${req.url}` })
+  const server = await listen(handler)
+  try {
+    for (const p of ['/a', '/a', '/b', '/a', '/b', '/b', '/c']) await get(server.url + p)
+    await waitFor(() => handler.inFlight === 0, 'every request ended')
+    const routes = handler.analytics().routes
+    assert.deepEqual(Object.fromEntries(Object.entries(routes).map(([k, v]) => [k, v.count])), { 'GET /a': 3, 'GET /b': 3, 'GET /c': 1 })
+  } finally {
+    await close(server)
+  }
+  // The native functions themselves: finish(handle) ends under the last route given.
+  const { NativeRequestTracker } = require('../index.js')
+  const ft = new NativeRequestTracker({ include_headers: false })
+  const f = ft.fastPaths()
+  const t = new NativeRequestTracker({ include_headers: false })
+  const g = t.fastPaths()
+  assert.equal(g.finish(g.begin(), 'GET /x'), false)
+  assert.equal(g.finish(g.begin()), false)
+  assert.equal(g.finish(999999), null)
+  assert.equal(g.finish(g.begin()), false)
+  assert.equal(t.analytics().routes['GET /x'].count, 3)
+  assert.equal(f.finish(f.begin()), false) // nothing given yet: unmatched
+  assert.deepEqual(Object.keys(ft.analytics().routes), ['unmatched'])
+})
+
 test('a response that is not an http.ServerResponse still gets its headers and its end', async () => {
   const { EventEmitter } = require('node:events')
   const handler = memoryTracking.wrap((req, res) => res.end(), { routeTemplate: () => 'GET /fake' })
