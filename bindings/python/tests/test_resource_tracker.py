@@ -207,7 +207,9 @@ def test_timer_cleans_up_on_its_own_thread():
     for o in objs:
         t.track_resource(o, "chunk", size=100)
     end = time.monotonic() + DEADLINE
-    while t.get_memory_stats()["totalAllocated"] != 600 and time.monotonic() < end:
+    # The event is delivered after the cleanup changed the figures (outside the tracker's
+    # lock): wait for both, or the main thread can see 600 before the listener ran.
+    while (t.get_memory_stats()["totalAllocated"] != 600 or not threads) and time.monotonic() < end:
         time.sleep(0.005)
     assert t.get_memory_stats()["totalAllocated"] == 600
     assert threads and threads[0] is False
