@@ -124,20 +124,13 @@ impl ReqCore {
 
     /// As `end`; `route` `None` is the route the last call gave, and `Some` becomes it.
     fn end_remembering(&self, handle: u32, route: Option<&str>) -> CoreResult<Option<CoreReport>> {
-        let token = {
-            let mut t = self.tokens.lock();
-            let Some(mut token) = t.live.remove(&handle) else {
-                if let Some(r) = route {
-                    r.clone_into(&mut t.last_route);
-                }
-                return Ok(None);
-            };
-            if let Some(r) = route {
-                r.clone_into(&mut t.last_route);
-            }
-            token.set_route(if t.last_route.is_empty() { UNMATCHED } else { &t.last_route });
-            token
-        };
+        let mut t = self.tokens.lock();
+        if let Some(r) = route {
+            r.clone_into(&mut t.last_route);
+        }
+        let Some(mut token) = t.live.remove(&handle) else { return Ok(None) };
+        token.set_route(if t.last_route.is_empty() { UNMATCHED } else { &t.last_route });
+        drop(t);
         self.inner.end(token).map(Some)
     }
 }
