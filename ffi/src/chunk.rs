@@ -370,6 +370,20 @@ fn busy() -> FfiError {
     FfiError::new(mw_status::InvalidArgument, "the processor is busy: a run is in progress")
 }
 
+/// The batch's column names as C strings (NULs dropped), made once per column set: the core
+/// hands every batch of a query the same `Arc` of names.
+fn column_names(cache: &mut Option<(Arc<[String]>, Vec<CString>)>, b: &Batch) -> Vec<CString> {
+    match cache {
+        Some((cols, names)) if Arc::ptr_eq(cols, &b.columns) => names.clone(),
+        _ => {
+            let names: Vec<CString> =
+                b.columns.iter().map(|c| CString::new(c.replace('\0', "")).unwrap_or_default()).collect();
+            *cache = Some((b.columns.clone(), names.clone()));
+            names
+        }
+    }
+}
+
 fn run(
     chunk_: *mut mw_chunk,
     sql: *const c_char,
@@ -405,16 +419,7 @@ fn run(
     let user = cb.user;
     let mut names_cache: Option<(Arc<[String]>, Vec<CString>)> = None;
     let mut batch_fn = |b: &Batch| -> memwarden_core::Result<()> {
-        let names = match &names_cache {
-            Some((cols, names)) if Arc::ptr_eq(cols, &b.columns) => names.clone(),
-            _ => {
-                let names: Vec<CString> =
-                    b.columns.iter().map(|c| CString::new(c.replace('\0', "")).unwrap_or_default()).collect();
-                names_cache = Some((b.columns.clone(), names.clone()));
-                names
-            }
-        };
-        let mb = mw_batch { batch: b, names };
+        let mb = mw_batch { batch: b, names: column_names(&mut names_cache, b) };
         if rows {
             let f = on_row.expect("checked above");
             for i in 0..b.len() {
@@ -439,16 +444,7 @@ fn run(
     let mut names_cache_tx: Option<(Arc<[String]>, Vec<CString>)> = None;
     let mut tx_fn = on_batch_tx.map(|f| {
         move |b: &Batch, tx: &mut ChunkTx<'_>| -> memwarden_core::Result<()> {
-            let names = match &names_cache_tx {
-                Some((cols, names)) if Arc::ptr_eq(cols, &b.columns) => names.clone(),
-                _ => {
-                    let names: Vec<CString> =
-                        b.columns.iter().map(|c| CString::new(c.replace('\0', "")).unwrap_or_default()).collect();
-                    names_cache_tx = Some((b.columns.clone(), names.clone()));
-                    names
-                }
-            };
-            let mb = mw_batch { batch: b, names };
+            let mb = mw_batch { batch: b, names: column_names(&mut names_cache_tx, b) };
             let mut handle = mw_tx { tx: tx as *mut ChunkTx<'_> as *mut c_void };
             // Safety: the caller's callback; `mb` and `handle` live for the call.
             let rc = unsafe { f(user, &mb, &mut handle) };
