@@ -1101,8 +1101,34 @@ mw_status mw_manager_add_pool(mw_manager *manager,
 // defaults. A bad value returns `MW_STATUS_INVALID_CONFIG` naming the key.
 mw_status mw_request_new(const char *config_json, mw_request **out);
 
-// Frees the tracker (and any requests begun and never ended). NULL is a no-op.
+// The process's tracker for this config text (options as for `mw_request_new`; NULL or `""`
+// for defaults): made on the first call with the text, the same one on every later call. It
+// lives as long as the process, so its analytics span requests where a host keeps nothing
+// between them (PHP under php-fpm or php -S, one request per process at a time), and it is
+// shared by every caller that passes the same text. `mw_request_free` leaves it alone. At most
+// 64 distinct texts per process: one more returns `MW_STATUS_INVALID_ARGUMENT`. A bad option
+// returns `MW_STATUS_INVALID_CONFIG` naming the key, and no tracker is kept.
+mw_status mw_request_shared(const char *config_json, mw_request **out);
+
+// Frees the tracker (and any requests begun and never ended). NULL, and a tracker of
+// `mw_request_shared`, are a no-op.
 void mw_request_free(mw_request *tracker);
+
+// A whole request measured by the caller, recorded in one call (no token kept between two
+// calls): `route` (a template, as for `mw_request_begin_with`), memory at its start and end,
+// the peak during it (0 when unknown), its duration in ms and the number of other requests the
+// caller saw in flight during it. Sampling, the analytics, the log and the high-usage callback
+// work as for `mw_request_begin_with` + `mw_request_end_into`. `*report_out` (NULL: not
+// written) gets the figures and header block; `measured` is false when the request was not
+// sampled or the tracker is disabled.
+mw_status mw_request_record(mw_request *t,
+                            const char *route,
+                            uint64_t start_bytes,
+                            uint64_t end_bytes,
+                            uint64_t peak_bytes,
+                            double duration_ms,
+                            uint32_t overlapped,
+                            mw_request_report *report_out);
 
 // Begins a request of `route` (a route TEMPLATE such as `"GET /users/{id}"`, never the raw
 // path: analytics are kept per template) with this process's resident memory. Writes the

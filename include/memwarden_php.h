@@ -519,7 +519,18 @@ mw_status mw_manager_add_pool(mw_manager *manager,
 
 mw_status mw_request_new(const char *config_json, mw_request **out);
 
+mw_status mw_request_shared(const char *config_json, mw_request **out);
+
 void mw_request_free(mw_request *tracker);
+
+mw_status mw_request_record(mw_request *t,
+                            const char *route,
+                            uint64_t start_bytes,
+                            uint64_t end_bytes,
+                            uint64_t peak_bytes,
+                            double duration_ms,
+                            uint32_t overlapped,
+                            mw_request_report *report_out);
 
 mw_status mw_request_begin(mw_request *t, const char *route, uint64_t *token_out);
 

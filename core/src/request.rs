@@ -643,30 +643,75 @@ impl RequestTracker {
         let duration_ms = t.started.elapsed().as_secs_f64() * 1000.0;
         let begun_during = self.begun.load(Ordering::Acquire).saturating_sub(t.begin_seq + 1);
         let overlapped = (t.in_flight_at_start + begun_during).min(u32::MAX as u64) as u32;
-        let peak_bytes = peak.max(t.start_bytes).max(end_bytes);
-        let growth = peak_bytes - t.start_bytes;
+        self.make_report(route, t.start_bytes, end_bytes, peak, duration_ms, overlapped)
+    }
+
+    /// The one place a report's figures are derived: peak (at least max(start, end)), delta
+    /// and the high-usage verdict.
+    fn make_report(
+        &self,
+        route: String,
+        start_bytes: u64,
+        end_bytes: u64,
+        peak: u64,
+        duration_ms: f64,
+        overlapped: u32,
+    ) -> RequestReport {
+        let peak_bytes = peak.max(start_bytes).max(end_bytes);
+        let growth = peak_bytes - start_bytes;
         let high_usage = growth as f64 > self.cfg.threshold_mb * MIB;
         RequestReport {
             route,
-            start_bytes: t.start_bytes,
+            start_bytes,
             end_bytes,
             peak_bytes,
-            delta_bytes: end_bytes as i64 - t.start_bytes as i64,
+            delta_bytes: end_bytes as i64 - start_bytes as i64,
             duration_ms,
             overlapped,
             high_usage,
         }
     }
 
+    /// A whole request the host measured itself, recorded in one call: `route` (a template),
+    /// its readings at start and end, the peak during it (0 if unknown), its duration and the
+    /// number of other requests the host saw in flight during it. Sampling, the analytics, the
+    /// high-usage handler and the log work as for [`begin_with`](Self::begin_with) +
+    /// [`end_with`](Self::end_with); `None` when disabled or not sampled (counted as sampled
+    /// out). For hosts where each call into the library counts: PHP under php-fpm, whose
+    /// request needs no token kept between two calls.
+    pub fn record_with(
+        &self,
+        route: &str,
+        start_bytes: u64,
+        end_bytes: u64,
+        peak: u64,
+        duration_ms: f64,
+        overlapped: u32,
+    ) -> Option<RequestReport> {
+        if !self.sampled() {
+            return None;
+        }
+        self.begun.fetch_add(1, Ordering::AcqRel);
+        let duration_ms = if duration_ms.is_finite() { duration_ms.max(0.0) } else { 0.0 };
+        let report = self.make_report(route.to_owned(), start_bytes, end_bytes, peak, duration_ms, overlapped);
+        self.account(&report);
+        Some(report)
+    }
+
     fn finish(&self, mut t: RequestToken, end_bytes: u64, peak: u64) -> RequestReport {
         let route = std::mem::take(&mut t.route).into_owned();
         let report = self.report(&t, route, end_bytes, peak);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.record(&report);
-        if report.high_usage {
-            self.on_high_usage(&report);
-        }
+        self.account(&report);
         report
+    }
+
+    /// A finished request into the analytics, then its high-usage handling.
+    fn account(&self, report: &RequestReport) {
+        self.record(report);
+        if report.high_usage {
+            self.on_high_usage(report);
+        }
     }
 
     fn record(&self, r: &RequestReport) {
@@ -948,6 +993,31 @@ mod tests {
         assert!(t.begin_with("GET /", 1).is_none());
         let t = tracker(json!({"enabled": false}));
         assert!(t.begin("GET /").unwrap().is_none());
+    }
+
+    #[test]
+    fn record_with_is_begin_with_and_end_with_in_one_call() {
+        let cfg = json!({"threshold_mb": 2, "random_seed": 3, "log_high_usage": false});
+        let (a, b) = (tracker(cfg.clone()), tracker(cfg));
+        let k = a.begin_with("GET /x", 10 << 20).unwrap();
+        let ra = a.end_with(k, 11 << 20, 13 << 20);
+        let rb = b.record_with("GET /x", 10 << 20, 11 << 20, 13 << 20, 4.5, 2).unwrap();
+        assert_eq!((rb.start_bytes, rb.end_bytes, rb.peak_bytes, rb.delta_bytes), (10 << 20, 11 << 20, 13 << 20, 1 << 20));
+        assert_eq!((ra.peak_bytes, ra.delta_bytes, ra.high_usage), (rb.peak_bytes, rb.delta_bytes, rb.high_usage));
+        assert!(rb.high_usage, "3 MiB of growth over a 2 MiB threshold");
+        assert_eq!((rb.duration_ms, rb.overlapped, rb.route.as_str()), (4.5, 2, "GET /x"));
+        // the peak is at least max(start, end); a duration that is not a number counts as 0
+        let r = b.record_with("GET /x", 5, 9, 0, f64::NAN, 0).unwrap();
+        assert_eq!((r.peak_bytes, r.duration_ms, r.high_usage), (9, 0.0, false));
+        let an = b.analytics();
+        let x = &an["routes"]["GET /x"];
+        assert_eq!((x["count"].as_u64(), x["high_usage"].as_u64(), x["overlapped"].as_u64()), (Some(2), Some(1), Some(1)));
+        assert_eq!(an["in_flight"], 0);
+        // sampling and `enabled` apply as for begin
+        let off = tracker(json!({"sample_rate": 0.0}));
+        assert!(off.record_with("GET /", 1, 1, 1, 1.0, 0).is_none());
+        assert_eq!(off.analytics()["sampled_out"], 1);
+        assert!(tracker(json!({"enabled": false})).record_with("GET /", 1, 1, 1, 1.0, 0).is_none());
     }
 
     #[test]

@@ -72,7 +72,14 @@ pub struct mw_request {
     inner: RequestTracker,
     /// Tokens in flight by id; ids only grow, so a BTreeMap (no SipHash per begin and end).
     tokens: Mutex<(u64, BTreeMap<u64, RequestToken>)>,
+    /// Made by `mw_request_shared`: kept for the life of the process, `mw_request_free` ignores it.
+    shared: bool,
 }
+
+/// The trackers of `mw_request_shared`, by config text (handle addresses; never freed).
+static SHARED: Mutex<Vec<(Box<str>, usize)>> = Mutex::new(Vec::new());
+/// Distinct config texts `mw_request_shared` keeps trackers for.
+const SHARED_MAX: usize = 64;
 
 fn tracker(p: *const mw_request) -> FfiResult<Arc<mw_request>> {
     get_handle(p, "tracker")
@@ -93,16 +100,87 @@ pub unsafe extern "C" fn mw_request_new(config_json: *const c_char, out: *mut *m
         let text = if config_json.is_null() { "" } else { unsafe { str_arg(config_json, "config_json") }? };
         let cfg = RequestConfig::from_json_text(text)?;
         let inner = RequestTracker::new(cfg)?;
-        let h = new_handle(mw_request { inner, tokens: Mutex::new((1, BTreeMap::new())) });
+        let h = new_handle(mw_request { inner, tokens: Mutex::new((1, BTreeMap::new())), shared: false });
         // Safety: checked non-NULL above.
         unsafe { write_out(out, "out", h) }
     })
 }
 
-/// Frees the tracker (and any requests begun and never ended). NULL is a no-op.
+/// The process's tracker for this config text (options as for `mw_request_new`; NULL or `""`
+/// for defaults): made on the first call with the text, the same one on every later call. It
+/// lives as long as the process, so its analytics span requests where a host keeps nothing
+/// between them (PHP under php-fpm or php -S, one request per process at a time), and it is
+/// shared by every caller that passes the same text. `mw_request_free` leaves it alone. At most
+/// 64 distinct texts per process: one more returns `MW_STATUS_INVALID_ARGUMENT`. A bad option
+/// returns `MW_STATUS_INVALID_CONFIG` naming the key, and no tracker is kept.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_request_shared(config_json: *const c_char, out: *mut *mut mw_request) -> mw_status {
+    boundary(|| {
+        need_out(out, "out")?;
+        // Safety: NUL-terminated per the contract.
+        let text = if config_json.is_null() { "" } else { unsafe { str_arg(config_json, "config_json") }? };
+        let mut shared = SHARED.lock();
+        let h = match shared.iter().find(|(t, _)| **t == *text) {
+            Some(&(_, h)) => h as *mut mw_request,
+            None => {
+                if shared.len() >= SHARED_MAX {
+                    return Err(Error::invalid_argument(format!(
+                        "mw_request_shared: this process already has trackers for {SHARED_MAX} distinct configs; \
+                         reuse a config (or use mw_request_new)"
+                    ))
+                    .into());
+                }
+                let inner = RequestTracker::new(RequestConfig::from_json_text(text)?)?;
+                let h = new_handle(mw_request { inner, tokens: Mutex::new((1, BTreeMap::new())), shared: true });
+                shared.push((text.into(), h as usize));
+                h
+            }
+        };
+        // Safety: checked non-NULL above.
+        unsafe { write_out(out, "out", h) }
+    })
+}
+
+/// Frees the tracker (and any requests begun and never ended). NULL, and a tracker of
+/// `mw_request_shared`, are a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn mw_request_free(tracker: *mut mw_request) {
-    boundary_void(|| free_handle(tracker));
+    boundary_void(|| {
+        if get_handle(tracker, "tracker").is_ok_and(|t| !t.shared) {
+            free_handle(tracker);
+        }
+    });
+}
+
+/// A whole request measured by the caller, recorded in one call (no token kept between two
+/// calls): `route` (a template, as for `mw_request_begin_with`), memory at its start and end,
+/// the peak during it (0 when unknown), its duration in ms and the number of other requests the
+/// caller saw in flight during it. Sampling, the analytics, the log and the high-usage callback
+/// work as for `mw_request_begin_with` + `mw_request_end_into`. `*report_out` (NULL: not
+/// written) gets the figures and header block; `measured` is false when the request was not
+/// sampled or the tracker is disabled.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_request_record(
+    t: *mut mw_request,
+    route: *const c_char,
+    start_bytes: u64,
+    end_bytes: u64,
+    peak_bytes: u64,
+    duration_ms: f64,
+    overlapped: u32,
+    report_out: *mut mw_request_report,
+) -> mw_status {
+    boundary(|| {
+        let t = tracker(t)?;
+        // Safety: NUL-terminated per the contract.
+        let route = unsafe { str_arg(route, "route") }?;
+        let r = t.inner.record_with(route, start_bytes, end_bytes, peak_bytes, duration_ms, overlapped);
+        if !report_out.is_null() {
+            // Safety: non-NULL; the caller gives a writable mw_request_report.
+            unsafe { report_out.write(c_report(&t, r.as_ref())) };
+        }
+        Ok(())
+    })
 }
 
 fn keep(t: &mw_request, token: Option<RequestToken>) -> u64 {

@@ -95,6 +95,44 @@ static void test_request(void) {
     CHECK(out.measured && !out.high_usage && out.peak_bytes == 20 && out.headers[0] == '\0' && out.limit_bytes > 0);
     mw_request_free(r);
 
+    /* mw_request_shared: one tracker per config text for the life of the process;
+       mw_request_record: a request the caller measured, in one call */
+    {
+        const char *cfg = "{\"threshold_mb\": 1, \"memory_limit\": \"128M\", \"log_file\": \"/dev/null\"}";
+        mw_request *s1 = NULL, *s2 = NULL, *s3 = NULL;
+        CHECK_STATUS(mw_request_shared(cfg, &s1), MW_STATUS_OK);
+        CHECK_STATUS(mw_request_shared(cfg, &s2), MW_STATUS_OK);
+        CHECK(s1 != NULL && s1 == s2);
+        CHECK_STATUS(mw_request_shared("{\"max_routes\": 7}", &s3), MW_STATUS_OK);
+        CHECK(s3 != NULL && s3 != s1);
+        memset(&out, 0xAB, sizeof out);
+        CHECK_STATUS(mw_request_record(s1, "GET /users/{id}", 40u << 20, 45u << 20, 50u << 20, 2.5, 1, &out),
+                     MW_STATUS_OK);
+        CHECK(out.measured && out.high_usage && out.overlapped == 1 && out.duration_ms == 2.5);
+        CHECK(out.start_bytes == 40u << 20 && out.end_bytes == 45u << 20 && out.peak_bytes == 50u << 20);
+        CHECK(out.delta_bytes == 5 << 20 && out.limit_bytes == 128u << 20);
+        CHECK(strcmp(out.headers, "X-Memory-Usage: 45.0\nX-Memory-Peak: 50.0\nX-Memory-Limit: 128.0\n"
+                                  "X-Memory-Efficiency: 90.0\n") == 0);
+        mw_request_free(s2); /* a no-op: the tracker is the process's */
+        CHECK_STATUS(mw_request_record(s2, "GET /users/{id}", 1, 2, 0, 0.1, 0, NULL), MW_STATUS_OK);
+        CHECK_STATUS(mw_request_analytics(s1, &an), MW_STATUS_OK);
+        CHECK(an && num_after(an, "count") == 2 && num_after(an, "in_flight") == 0);
+        mw_string_free(an);
+        CHECK_STATUS(mw_request_analytics(s3, &an), MW_STATUS_OK);
+        CHECK(an && strstr(an, "GET /users/{id}") == NULL);
+        mw_string_free(an);
+        an = NULL;
+        CHECK_STATUS(mw_request_record(s1, "\xff", 1, 2, 0, 0.1, 0, &out), MW_STATUS_INVALID_ARGUMENT);
+        ERR_HAS("route");
+        CHECK_STATUS(mw_request_record(NULL, "GET /", 1, 2, 0, 0.1, 0, &out), MW_STATUS_NULL_ARGUMENT);
+        CHECK_STATUS(mw_request_shared("{\"sample_rate\": 2}", &s3), MW_STATUS_INVALID_CONFIG);
+        ERR_HAS("sample_rate");
+        CHECK_STATUS(mw_request_shared(cfg, NULL), MW_STATUS_NULL_ARGUMENT);
+        CHECK_STATUS(mw_request_shared("{\"sample_rate\": 0}", &s3), MW_STATUS_OK);
+        CHECK_STATUS(mw_request_record(s3, "GET /", 1, 2, 0, 0.1, 0, &out), MW_STATUS_OK);
+        CHECK(!out.measured && out.headers[0] == '\0'); /* sampled out */
+    }
+
     /* mw_request_peek*: the figures so far; the request stays in flight, nothing is recorded */
     CHECK_STATUS(mw_request_new("{\"threshold_mb\": 1, \"memory_limit\": \"128M\", \"log_file\": \"/dev/null\"}", &r),
                  MW_STATUS_OK);

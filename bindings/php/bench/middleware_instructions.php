@@ -21,7 +21,10 @@ declare(strict_types=1);
  * Variants: bare; static4, the app setting the four X-Memory-* headers itself with constant
  * values (what PHP charges for any four headers: the anchor for the headers' own cost);
  * mw, the middleware by default (wrap(), as the README's front controller); mwnohdr, the
- * middleware with include_headers false.
+ * middleware with include_headers false. Floors and ablations: passthru, a middleware class
+ * that measures nothing (PassThrough.php: what PHP charges for any such class); ffi2,
+ * FFI::scope and two C calls with an out-parameter (what any FFI binding pays); mwload, the
+ * middleware's class loaded and nothing more; mwctor, the middleware constructed and not used.
  * --preload adds opcache.preload=bindings/php/preload.php (the memwarden classes compiled
  * and linked once per server; opcache.preload_user=root when run as root).
  */
@@ -54,10 +57,41 @@ if (PHP_SAPI === 'cli-server') {
         $app();
         return;
     }
+    if ($variant === 'passthru') {
+        // The floor of any middleware class: autoloaded from its own file, constructed per
+        // request, wrapping the app in ob_start()/try/finally as wrap() does; no FFI.
+        spl_autoload_register(static function (string $class): void {
+            if ($class === 'MwBenchPassThrough') {
+                require __DIR__ . '/PassThrough.php';
+            }
+        });
+        (new MwBenchPassThrough(['route_resolver' => static fn (array $server): string => 'GET /users/{id}']))->wrap($app)();
+        return;
+    }
+    if ($variant === 'ffi2') {
+        // The floor of any FFI binding per request: FFI::scope (ffi.preload) and two C calls,
+        // each with an out-parameter (a tracker made and freed), no class, no header.
+        $ffi = \FFI::scope('memwarden');
+        $out = $ffi->new('mw_request*');
+        $ffi->mw_request_new(null, \FFI::addr($out));
+        $ffi->mw_request_free($out);
+        $app();
+        return;
+    }
     if (!class_exists(Memwarden\MemoryTrackingMiddleware::class, false)) {
         require __DIR__ . '/../autoload.php';
     }
     $options = ['route_resolver' => static fn (array $server): string => 'GET /users/{id}'];
+    if ($variant === 'mwctor') {
+        new Memwarden\MemoryTrackingMiddleware($options);
+        $app();
+        return;
+    }
+    if ($variant === 'mwload') {
+        class_exists(Memwarden\MemoryTrackingMiddleware::class);
+        $app();
+        return;
+    }
     if ($variant === 'mwnohdr') {
         $options['include_headers'] = false;
     } elseif ($variant !== 'mw') {
@@ -140,7 +174,7 @@ function instructions(string $variant, int $n, array $ini): int
     }
     [$proc, $pid, $port] = $server;
     try {
-        $mw = str_starts_with($variant, 'mw') && $variant !== 'mwnohdr';
+        $mw = $variant === 'mw'; // the variants that send the X-Memory-* headers: static4, mw
         for ($i = 0; $i < $n; $i++) {
             $c = stream_socket_client("tcp://127.0.0.1:{$port}", $errno, $errstr, 60);
             if ($c === false) {

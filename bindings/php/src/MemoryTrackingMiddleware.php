@@ -42,14 +42,23 @@ final class MemoryTrackingMiddleware
 {
     private const MIB = 1048576.0;
 
+    /**
+     * Requests of every MemoryTrackingMiddleware in flight in this process, and begun so far:
+     * for `overlapped` (PHP's memory figures are the process's, so another request running at
+     * the same time, in a Swoole or ReactPHP server, is in them too).
+     */
+    private static int $inFlight = 0;
+    private static int $begun = 0;
+
     private \FFI $ffi;
+    /**
+     * The process's tracker for this config (mw_request_shared): kept by the library between
+     * requests, so under php-fpm or php -S the analytics span every request the worker
+     * served, and nothing is freed per request.
+     */
     private CData $handle;
-    /** uint64_t: the token mw_request_begin_with writes, and a pointer to it made once. */
-    private CData $token;
-    private CData $tokenPtr;
-    /** mw_request_report that mw_request_end_into fills, and a pointer to it made once. */
-    private CData $report;
-    private CData $reportPtr;
+    /** mw_request_report that mw_request_record fills, made on the first request. */
+    private ?CData $report = null;
     /** char* for getAnalytics(), made on its first call (one FFI type fewer per request). */
     private ?CData $out = null;
     private bool $trackPeak;
@@ -91,34 +100,25 @@ final class MemoryTrackingMiddleware
         if (isset($core['detailed_tracking']) && is_array($core['detailed_tracking'])) {
             $core['detailed_tracking'] = (object) $core['detailed_tracking'];
         }
-        $ffi = $this->ffi = Native::ffi();
-        // Built here, not on first use: a bad option must throw from the constructor. It is
-        // cheap: the core caches the default limit process-wide (see README, PHP middleware).
+        $ffi = $this->ffi = self::ffi();
+        // Looked up here, not on first use: a bad option must throw from the constructor. The
+        // library keeps one tracker per config text for the life of the process; after the
+        // first request this call only finds it.
         $out = $ffi->new('mw_request*');
-        $status = $ffi->mw_request_new(Native::configJson('MemoryTrackingMiddleware', $core), \FFI::addr($out));
+        $status = $ffi->mw_request_shared(self::configJson($core), \FFI::addr($out));
         if ($status !== 0 && $fromIni) {
             // a memory_limit text the core does not read: as before, no PHP limit
             unset($core['memory_limit']);
-            $status = $ffi->mw_request_new(Native::configJson('MemoryTrackingMiddleware', $core), \FFI::addr($out));
+            $status = $ffi->mw_request_shared(self::configJson($core), \FFI::addr($out));
         }
-        Native::check($status);
+        if ($status !== 0) {
+            throw Native::error($status);
+        }
         $this->handle = $out;
-        $this->token = $ffi->new('uint64_t');
-        $this->tokenPtr = \FFI::addr($this->token);
-        $this->report = $ffi->new('mw_request_report');
-        $this->reportPtr = \FFI::addr($this->report);
         $this->trackPeak = (bool) ($config['track_peak'] ?? true);
         $this->resetPeak = $this->trackPeak && function_exists('memory_reset_peak_usage');
         $log = $config['log_file'] ?? null;
         $this->logFile = is_string($log) && $log !== '' ? $log : null;
-    }
-
-    public function __destruct()
-    {
-        if (isset($this->handle)) {
-            $this->ffi->mw_request_free($this->handle);
-            unset($this->handle);
-        }
     }
 
     /**
@@ -128,14 +128,20 @@ final class MemoryTrackingMiddleware
     public function process(object $request, object $handler): object
     {
         $route = $this->route($request);
-        $token = $this->begin($route);
+        $others = self::$inFlight++;
+        $seq = self::$begun++;
+        if ($this->resetPeak) {
+            memory_reset_peak_usage();
+        }
+        $start = memory_get_usage();
+        $t0 = hrtime(true);
         try {
             $response = $handler->handle($request);
         } catch (\Throwable $e) {
-            $this->end($token, $route, $request);
+            $this->end($route, $start, $t0, $others, $seq, $request);
             throw $e;
         }
-        $block = $this->end($token, $route, $request);
+        $block = $this->end($route, $start, $t0, $others, $seq, $request);
         if ($block !== null && $block !== '') {
             foreach (explode("\n", rtrim($block, "\n")) as $line) {
                 [$name, $value] = explode(': ', $line, 2);
@@ -199,9 +205,10 @@ final class MemoryTrackingMiddleware
     /**
      * The aggregates per route template: routes (count, high_usage, overlapped,
      * overlapped_share, delta_bytes / peak_bytes {p50, p95, max}, duration_ms {avg, max}),
-     * in_flight, sampled_out, handler_errors, max_routes, overflowed_routes, note. Kept for
-     * the life of this object: per process in long-running servers (RoadRunner, Swoole,
-     * FrankenPHP workers), per request under php-fpm or php -S.
+     * in_flight, sampled_out, handler_errors, max_routes, overflowed_routes, note. Kept per
+     * process and config: every request this process served through a middleware with the
+     * same config, under php-fpm and php -S (each worker its own) as in long-running servers
+     * (RoadRunner, Swoole, FrankenPHP workers). A different config has its own.
      *
      * @return array<string,mixed>
      */
@@ -214,17 +221,57 @@ final class MemoryTrackingMiddleware
 
     // ---- internals ------------------------------------------------------------
 
+    /**
+     * The library, without linking Native on every request of a share-nothing server: with
+     * ffi.preload (the recommended setup for php-fpm and php -S) its scope, else Native's.
+     */
+    private static function ffi(): \FFI
+    {
+        if ((string) ini_get('ffi.preload') !== '') {
+            try {
+                return \FFI::scope('memwarden'); // Native::SCOPE
+            } catch (\FFI\Exception) {
+                // other libraries' headers only: Native loads ours
+            }
+        }
+        return Native::ffi();
+    }
+
+    /**
+     * The config as JSON: json_encode here when it can (every value a plain scalar, array or
+     * null), else Native::configJson(), which names what cannot be encoded.
+     *
+     * @param array<string,mixed> $config
+     */
+    private static function configJson(array $config): string
+    {
+        foreach ($config as $value) {
+            if (is_float($value) && !is_finite($value) || is_object($value) && !$value instanceof \stdClass) {
+                return Native::configJson('MemoryTrackingMiddleware', $config);
+            }
+        }
+        $json = json_encode($config === [] ? new \stdClass() : (object) $config,
+            JSON_PRESERVE_ZERO_FRACTION | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+        return $json === false ? Native::configJson('MemoryTrackingMiddleware', $config) : $json;
+    }
+
     /** @param list<mixed> $args */
     private function run(callable $app, array $args): mixed
     {
         $route = $this->route($_SERVER);
-        $token = $this->begin($route);
+        $others = self::$inFlight++;
+        $seq = self::$begun++;
+        if ($this->resetPeak) {
+            memory_reset_peak_usage();
+        }
+        $start = memory_get_usage();
+        $t0 = hrtime(true);
         $level = ob_get_level();
         ob_start();
         try {
             return $app(...$args);
         } finally {
-            $block = $this->end($token, $route, $_SERVER);
+            $block = $this->end($route, $start, $t0, $others, $seq, $_SERVER);
             if ($block !== null && $block !== '' && !headers_sent()) {
                 // The core's block: "Name: value" lines, as header() takes them.
                 foreach (explode("\n", rtrim($block, "\n")) as $line) {
@@ -237,33 +284,27 @@ final class MemoryTrackingMiddleware
         }
     }
 
-    private function begin(string $route): int
-    {
-        if ($this->resetPeak) {
-            memory_reset_peak_usage();
-        }
-        $status = $this->ffi->mw_request_begin_with($this->handle, $route, memory_get_usage(), $this->tokenPtr);
-        if ($status !== 0) {
-            throw Native::error($status);
-        }
-        return $this->token->cdata;
-    }
-
     /**
-     * Ends a measured request (token 0: not measured, nothing to do), runs the handlers and
-     * returns the core's header block ("" with include_headers off), null when not measured.
+     * Records a request begun at $start bytes and hrtime $t0 with one call into the library
+     * (which samples, aggregates, logs and writes the header block), runs the handlers and
+     * returns the block ("" with include_headers off), null when not measured (disabled or
+     * sampled out). $others and $seq are self::$inFlight and self::$begun at its start.
      */
-    private function end(int $token, string $route, mixed $request): ?string
+    private function end(string $route, int $start, int $t0, int $others, int $seq, mixed $request): ?string
     {
-        if ($token === 0) {
-            return null;
-        }
+        $ms = (hrtime(true) - $t0) / 1e6;
         $bytes = memory_get_usage();
         $peak = $this->resetPeak ? memory_get_peak_usage() : 0;
-        $r = $this->report;
-        $status = $this->ffi->mw_request_end_into($this->handle, $token, $bytes, $peak, $this->reportPtr);
+        self::$inFlight--;
+        // Other requests in flight at its start, and begun during it.
+        $overlapped = $others + (self::$begun - $seq - 1);
+        $r = $this->report ??= $this->ffi->new('mw_request_report');
+        $status = $this->ffi->mw_request_record($this->handle, $route, $start, $bytes, $peak, $ms, $overlapped, \FFI::addr($r));
         if ($status !== 0) {
             throw Native::error($status);
+        }
+        if (!$r->measured) {
+            return null;
         }
         $block = \FFI::string($r->headers);
         $highUsage = $r->high_usage && $this->highUsageHandler !== null;

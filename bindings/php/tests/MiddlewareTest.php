@@ -185,6 +185,17 @@ final class MiddlewareTest extends TestCase
         $high = array_values(array_filter($lines, static fn ($l) => $l['event'] === 'high_memory_usage'));
         $this->assertCount(1, $high);
         $this->assertSame('GET /big', $high[0]['route']);
+
+        // Each request is a fresh PHP request with a fresh middleware object, and the
+        // aggregates still span them: the library keeps the tracker of this config.
+        $m = self::get($server, '/memory');
+        $this->assertSame(200, $m['status'], $m['body']);
+        $agg = json_decode($m['body'], true, 512, JSON_THROW_ON_ERROR);
+        $this->assertSame(4, $agg['routes']['GET /users/{id}']['count']);
+        $this->assertSame(2, $agg['routes']['GET /']['count']);
+        $this->assertSame(1, $agg['routes']['GET /big']['high_usage']);
+        $this->assertSame(0, $agg['routes']['GET /']['overlapped']);
+        $this->assertSame(0, $agg['in_flight']);
     }
 
     public function testWithAPreloadedHeaderTheServerUsesTheFfiScope(): void
@@ -328,6 +339,38 @@ final class MiddlewareTest extends TestCase
         } catch (InvalidArgumentException $e) {
             $this->assertStringContainsString('route_resolver', $e->getMessage());
         }
+    }
+
+    public function testMiddlewaresWithTheSameConfigShareTheProcesssTracker(): void
+    {
+        $config = ['max_routes' => 37, 'log_high_usage' => false];
+        $a = new MemoryTrackingMiddleware($config);
+        $b = new MemoryTrackingMiddleware($config + ['route_resolver' => static fn (): string => 'GET /b']);
+        $other = new MemoryTrackingMiddleware(['max_routes' => 38, 'log_high_usage' => false]);
+        $before = $a->getAnalytics()['routes']['GET /b']['count'] ?? 0;
+        $b->wrap(static fn (): int => 1)();
+        $b->wrap(static fn (): int => 2)();
+        unset($b); // nothing is freed: the tracker is the process's
+        $this->assertSame($before + 2, $a->getAnalytics()['routes']['GET /b']['count'], 'same config: one tracker');
+        $this->assertArrayNotHasKey('GET /b', $other->getAnalytics()['routes'], 'another config: its own');
+    }
+
+    public function testNestedRequestsCountAsOverlapped(): void
+    {
+        $mw = new MemoryTrackingMiddleware(['max_routes' => 39, 'log_high_usage' => false]);
+        $reports = [];
+        $mw->setAnalyticsHandler(static function (array $r) use (&$reports): void {
+            $reports[$r['route']] = $r['overlapped'];
+        });
+        $inner = new FakeHandler(static fn (): FakeResponse => new FakeResponse());
+        $outer = new FakeHandler(static function () use ($mw, $inner): FakeResponse {
+            // a second request measured while the first runs, as in a Swoole or ReactPHP server
+            $mw->process(new FakeRequest('GET', '/inner'), $inner);
+            return new FakeResponse();
+        });
+        $mw->process(new FakeRequest('GET', '/outer'), $outer);
+        $mw->process(new FakeRequest('GET', '/after'), $inner);
+        $this->assertSame(['GET /inner' => 1, 'GET /outer' => 1, 'GET /after' => 0], $reports);
     }
 
     public function testRoutesAreBounded(): void

@@ -9,7 +9,9 @@
  * (php -S is the "cli-server" SAPI, where ffi.enable's default 'preload' does not allow FFI.)
  *
  * Routes: GET / (hello), GET /users/{id}, GET /big (grows memory by ~8 MiB: a high-usage
- * request with the default threshold of 5 MiB here), GET /boom (the application throws).
+ * request with the default threshold of 5 MiB here), GET /boom (the application throws),
+ * GET /memory (this server process's analytics per route template, as JSON: every request it
+ * served through the middleware, since the library keeps them between requests).
  * Environment, for the tests and the benchmark:
  *   MW_EXAMPLE_MIDDLEWARE=0       serve the same app without the middleware
  *   MW_EXAMPLE_SAMPLE_RATE        sample_rate (default 1.0)
@@ -108,6 +110,13 @@ if ($analyticsLog !== '') {
     $middleware->setAnalyticsHandler(static function (array $report) use ($analyticsLog): void {
         file_put_contents($analyticsLog, json_encode($report, JSON_UNESCAPED_SLASHES) . "\n", FILE_APPEND | LOCK_EX);
     });
+}
+
+if ($method === 'GET' && $path === '/memory') {
+    // Not measured itself: the aggregates of the requests before it.
+    header('Content-Type: application/json');
+    echo json_encode($middleware->getAnalytics(), JSON_UNESCAPED_SLASHES), "\n";
+    return;
 }
 
 $middleware->wrap($app)();
