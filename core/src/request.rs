@@ -1002,7 +1002,10 @@ mod tests {
         let k = a.begin_with("GET /x", 10 << 20).unwrap();
         let ra = a.end_with(k, 11 << 20, 13 << 20);
         let rb = b.record_with("GET /x", 10 << 20, 11 << 20, 13 << 20, 4.5, 2).unwrap();
-        assert_eq!((rb.start_bytes, rb.end_bytes, rb.peak_bytes, rb.delta_bytes), (10 << 20, 11 << 20, 13 << 20, 1 << 20));
+        assert_eq!(
+            (rb.start_bytes, rb.end_bytes, rb.peak_bytes, rb.delta_bytes),
+            (10 << 20, 11 << 20, 13 << 20, 1 << 20)
+        );
         assert_eq!((ra.peak_bytes, ra.delta_bytes, ra.high_usage), (rb.peak_bytes, rb.delta_bytes, rb.high_usage));
         assert!(rb.high_usage, "3 MiB of growth over a 2 MiB threshold");
         assert_eq!((rb.duration_ms, rb.overlapped, rb.route.as_str()), (4.5, 2, "GET /x"));
@@ -1011,7 +1014,10 @@ mod tests {
         assert_eq!((r.peak_bytes, r.duration_ms, r.high_usage), (9, 0.0, false));
         let an = b.analytics();
         let x = &an["routes"]["GET /x"];
-        assert_eq!((x["count"].as_u64(), x["high_usage"].as_u64(), x["overlapped"].as_u64()), (Some(2), Some(1), Some(1)));
+        assert_eq!(
+            (x["count"].as_u64(), x["high_usage"].as_u64(), x["overlapped"].as_u64()),
+            (Some(2), Some(1), Some(1))
+        );
         assert_eq!(an["in_flight"], 0);
         // sampling and `enabled` apply as for begin
         let off = tracker(json!({"sample_rate": 0.0}));
