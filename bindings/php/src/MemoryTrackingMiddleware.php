@@ -128,20 +128,14 @@ final class MemoryTrackingMiddleware
     public function process(object $request, object $handler): object
     {
         $route = $this->route($request);
-        $others = self::$inFlight++;
-        $seq = self::$begun++;
-        if ($this->resetPeak) {
-            memory_reset_peak_usage();
-        }
-        $start = memory_get_usage();
-        $t0 = hrtime(true);
+        $begun = $this->begin();
         try {
             $response = $handler->handle($request);
         } catch (\Throwable $e) {
-            $this->end($route, $start, $t0, $others, $seq, $request);
+            $this->end($route, $begun, $request);
             throw $e;
         }
-        $block = $this->end($route, $start, $t0, $others, $seq, $request);
+        $block = $this->end($route, $begun, $request);
         if ($block !== null && $block !== '') {
             foreach (explode("\n", rtrim($block, "\n")) as $line) {
                 [$name, $value] = explode(': ', $line, 2);
@@ -259,19 +253,13 @@ final class MemoryTrackingMiddleware
     private function run(callable $app, array $args): mixed
     {
         $route = $this->route($_SERVER);
-        $others = self::$inFlight++;
-        $seq = self::$begun++;
-        if ($this->resetPeak) {
-            memory_reset_peak_usage();
-        }
-        $start = memory_get_usage();
-        $t0 = hrtime(true);
+        $begun = $this->begin();
         $level = ob_get_level();
         ob_start();
         try {
             return $app(...$args);
         } finally {
-            $block = $this->end($route, $start, $t0, $others, $seq, $_SERVER);
+            $block = $this->end($route, $begun, $_SERVER);
             if ($block !== null && $block !== '' && !headers_sent()) {
                 // The core's block: "Name: value" lines, as header() takes them.
                 foreach (explode("\n", rtrim($block, "\n")) as $line) {
@@ -285,13 +273,31 @@ final class MemoryTrackingMiddleware
     }
 
     /**
-     * Records a request begun at $start bytes and hrtime $t0 with one call into the library
-     * (which samples, aggregates, logs and writes the header block), runs the handlers and
-     * returns the block ("" with include_headers off), null when not measured (disabled or
-     * sampled out). $others and $seq are self::$inFlight and self::$begun at its start.
+     * A request starts: its readings, taken by PHP (the library is called once, at its end).
+     *
+     * @return array{0:int,1:int,2:int,3:int} memory_get_usage(), hrtime, and self::$inFlight
+     *     and self::$begun before it
      */
-    private function end(string $route, int $start, int $t0, int $others, int $seq, mixed $request): ?string
+    private function begin(): array
     {
+        $others = self::$inFlight++;
+        $seq = self::$begun++;
+        if ($this->resetPeak) {
+            memory_reset_peak_usage();
+        }
+        return [memory_get_usage(), hrtime(true), $others, $seq];
+    }
+
+    /**
+     * Records a request begin() started with one call into the library (which samples,
+     * aggregates, logs and writes the header block), runs the handlers and returns the block
+     * ("" with include_headers off), null when not measured (disabled or sampled out).
+     *
+     * @param array{0:int,1:int,2:int,3:int} $begun
+     */
+    private function end(string $route, array $begun, mixed $request): ?string
+    {
+        [$start, $t0, $others, $seq] = $begun;
         $ms = (hrtime(true) - $t0) / 1e6;
         $bytes = memory_get_usage();
         $peak = $this->resetPeak ? memory_get_peak_usage() : 0;
