@@ -12,8 +12,10 @@ declare(strict_types=1);
  * A hello-world front controller (this file, in the cli-server SAPI) is served by one
  * single-process `php -S` (no PHP_CLI_SERVER_WORKERS) running under callgrind, with the -d
  * settings the README recommends: memory_limit=128M, opcache.enable_cli=1, ffi.enable=1 and
- * ffi.preload=<a header written by Native::writePreloadHeader>. It answers n1, then (in a
- * second server) n2 requests, one connection each; (I(n2) - I(n1)) / (n2 - n1) is the
+ * ffi.preload=<a header written by Native::writePreloadHeader>, and
+ * opcache.validate_timestamps=0 (as production php-fpm setups have it; otherwise opcache
+ * re-checks the files every 2 s of wall time, and the count moves with the machine's load). It answers n1, then (in a
+ * second server) n2 requests (default 100 and 700), one connection each; (I(n2) - I(n1)) / (n2 - n1) is the
  * server's work per request, start-up and shut-down cancelled out. callgrind follows only
  * the server: the client is this process.
  * The app reads the path from $_SERVER, as every front controller does (PHP builds $_SERVER
@@ -109,8 +111,8 @@ require __DIR__ . '/../autoload.php';
 
 $args = array_values(array_filter(array_slice($argv, 1), static fn (string $a): bool => $a !== '--preload'));
 $opcachePreload = in_array('--preload', $argv, true);
-$n1 = (int) ($args[0] ?? 50);
-$n2 = (int) ($args[1] ?? 250);
+$n1 = (int) ($args[0] ?? 100);
+$n2 = (int) ($args[1] ?? 700);
 $variants = explode(',', $args[2] ?? 'bare,static4,mw,mwnohdr');
 
 function freePort(): int
@@ -208,7 +210,7 @@ function instructions(string $variant, int $n, array $ini): int
 }
 
 $preload = Memwarden\Native::writePreloadHeader((string) tempnam(sys_get_temp_dir(), 'mw-preload-'));
-$ini = ['memory_limit=128M', 'opcache.enable_cli=1', 'ffi.enable=1', "ffi.preload={$preload}"];
+$ini = ['memory_limit=128M', 'opcache.enable_cli=1', 'opcache.validate_timestamps=0', 'ffi.enable=1', "ffi.preload={$preload}"];
 if (!function_exists('posix_kill')) {
     throw new RuntimeException('needs the posix extension (to stop the server)');
 }
