@@ -370,6 +370,11 @@ fn write_one_decimal(out: &mut String, v: f64) {
     out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
+/// A report's peak: the reading's peak (0 if none), at least the start and the end.
+fn peak_of(t: &RequestToken, end_bytes: u64, peak: u64) -> u64 {
+    peak.max(t.start_bytes).max(end_bytes)
+}
+
 fn splitmix(z: u64) -> u64 {
     let mut z = z;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -567,20 +572,46 @@ impl RequestTracker {
 
     /// Ends a request measured with the process probe.
     pub fn end(&self, token: RequestToken) -> Result<RequestReport> {
+        let (bytes, peak) = self.end_readings(&token)?;
+        Ok(self.finish(token, bytes, peak))
+    }
+
+    /// As [`end`](Self::end) under `route`, for a host that wants no report back: whether
+    /// the request was high-usage. The route is copied only where it is kept (a route new to
+    /// the analytics) or reported (a high-usage request's log line and handler), so a request
+    /// of a known route allocates nothing.
+    pub fn end_quiet(&self, token: RequestToken, route: &str) -> Result<bool> {
+        let (bytes, peak) = self.end_readings(&token)?;
+        let mut report = self.report(&token, String::new(), bytes, peak);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.record(route, &report);
+        if report.high_usage {
+            report.route = route.to_owned();
+            self.on_high_usage(&report);
+        }
+        Ok(report.high_usage)
+    }
+
+    /// [`read_now`](Self::read_now) for a request that ends: on failure it is no longer in flight.
+    fn end_readings(&self, token: &RequestToken) -> Result<(u64, u64)> {
+        self.read_now(token).inspect_err(|_| {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Memory now and the peak during the request (0 when it did not rise or is not tracked),
+    /// read from the process as `end` does; the token's start when there is no probe.
+    fn read_now(&self, token: &RequestToken) -> Result<(u64, u64)> {
         let bytes = match self.probe().map(|p| match self.sampler() {
             Some(s) => Ok(s.current.load(Ordering::Acquire)),
             None => p.current_bytes(),
         }) {
-            Some(Ok(b)) => b,
-            Some(Err(e)) => {
-                self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                return Err(e);
-            }
+            Some(r) => r?,
             None => token.start_bytes,
         };
         let hwm = self.hwm();
         let peak = if self.cfg.track_peak && hwm > token.start_hwm { hwm } else { 0 };
-        Ok(self.finish(token, bytes, peak))
+        Ok((bytes, peak))
     }
 
     /// Ends a request with the host's readings: memory now and the peak during the request
@@ -600,15 +631,7 @@ impl RequestTracker {
 
     /// [`peek`](Self::peek)'s figures without the route (nothing allocated).
     fn figures(&self, token: &RequestToken) -> Result<RequestReport> {
-        let bytes = match self.probe().map(|p| match self.sampler() {
-            Some(s) => Ok(s.current.load(Ordering::Acquire)),
-            None => p.current_bytes(),
-        }) {
-            Some(r) => r?,
-            None => token.start_bytes,
-        };
-        let hwm = self.hwm();
-        let peak = if self.cfg.track_peak && hwm > token.start_hwm { hwm } else { 0 };
+        let (bytes, peak) = self.read_now(token)?;
         Ok(self.report(token, String::new(), bytes, peak))
     }
 
@@ -623,13 +646,15 @@ impl RequestTracker {
             cache.block.clear();
             return Ok(changed);
         }
-        let r = self.figures(token)?;
-        if cache.figures == Some((r.end_bytes, r.peak_bytes)) {
+        // Only the two figures the headers show (no duration, no overlap count).
+        let (end_bytes, peak) = self.read_now(token)?;
+        let peak_bytes = peak_of(token, end_bytes, peak);
+        if cache.figures == Some((end_bytes, peak_bytes)) {
             return Ok(false);
         }
-        cache.figures = Some((r.end_bytes, r.peak_bytes));
+        cache.figures = Some((end_bytes, peak_bytes));
         cache.block.clear();
-        self.write_header_block(&r, &mut cache.block);
+        self.write_header_values(end_bytes, peak_bytes, &mut cache.block);
         Ok(true)
     }
 
@@ -643,7 +668,7 @@ impl RequestTracker {
         let duration_ms = t.started.elapsed().as_secs_f64() * 1000.0;
         let begun_during = self.begun.load(Ordering::Acquire).saturating_sub(t.begin_seq + 1);
         let overlapped = (t.in_flight_at_start + begun_during).min(u32::MAX as u64) as u32;
-        let peak_bytes = peak.max(t.start_bytes).max(end_bytes);
+        let peak_bytes = peak_of(t, end_bytes, peak);
         let growth = peak_bytes - t.start_bytes;
         let high_usage = growth as f64 > self.cfg.threshold_mb * MIB;
         RequestReport {
@@ -662,21 +687,22 @@ impl RequestTracker {
         let route = std::mem::take(&mut t.route).into_owned();
         let report = self.report(&t, route, end_bytes, peak);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.record(&report);
+        self.record(&report.route, &report);
         if report.high_usage {
             self.on_high_usage(&report);
         }
         report
     }
 
-    fn record(&self, r: &RequestReport) {
+    /// Adds `r` to the analytics of `route` (`r.route` may be left empty).
+    fn record(&self, route: &str, r: &RequestReport) {
         let slot = self.next_u64();
         let mut a = self.analytics.lock();
-        let known = a.routes.contains_key(&r.route);
+        let known = a.routes.contains_key(route);
         let key = if known || a.routes.len() < self.cfg.max_routes.saturating_sub(1) {
-            r.route.as_str()
+            route
         } else {
-            if !a.routes.contains_key(OTHER_ROUTE) || r.route != OTHER_ROUTE {
+            if !a.routes.contains_key(OTHER_ROUTE) || route != OTHER_ROUTE {
                 a.overflowed += 1;
             }
             OTHER_ROUTE
@@ -784,10 +810,14 @@ impl RequestTracker {
 
     /// The four headers' names and values, unformatted.
     fn header_values(&self, r: &RequestReport) -> [(&'static str, f64); 4] {
-        let eff = if r.peak_bytes == 0 { 100.0 } else { r.end_bytes as f64 / r.peak_bytes as f64 * 100.0 };
+        self.header_values_of(r.end_bytes, r.peak_bytes)
+    }
+
+    fn header_values_of(&self, end_bytes: u64, peak_bytes: u64) -> [(&'static str, f64); 4] {
+        let eff = if peak_bytes == 0 { 100.0 } else { end_bytes as f64 / peak_bytes as f64 * 100.0 };
         [
-            ("X-Memory-Usage", r.end_bytes as f64 / MIB),
-            ("X-Memory-Peak", r.peak_bytes as f64 / MIB),
+            ("X-Memory-Usage", end_bytes as f64 / MIB),
+            ("X-Memory-Peak", peak_bytes as f64 / MIB),
             ("X-Memory-Limit", self.limit_bytes as f64 / MIB),
             ("X-Memory-Efficiency", eff),
         ]
@@ -805,7 +835,11 @@ impl RequestTracker {
     }
 
     fn write_header_block(&self, r: &RequestReport, out: &mut String) {
-        for (name, v) in self.header_values(r) {
+        self.write_header_values(r.end_bytes, r.peak_bytes, out);
+    }
+
+    fn write_header_values(&self, end_bytes: u64, peak_bytes: u64, out: &mut String) {
+        for (name, v) in self.header_values_of(end_bytes, peak_bytes) {
             out.push_str(name);
             out.push_str(": ");
             write_one_decimal(out, v);
