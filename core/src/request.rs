@@ -273,10 +273,12 @@ struct Analytics {
     overflowed: u64,
 }
 
-/// The last header block of [`RequestTracker::peek_header_block`] and the figures it shows.
+/// The last header block of [`RequestTracker::peek_header_block`] and the values it shows.
 #[derive(Debug, Default, Clone)]
 pub struct HeaderCache {
-    figures: Option<(u64, u64)>,
+    /// The four values as shown (one decimal): the block changes only when one of these does,
+    /// not with every page the process gains or loses.
+    figures: Option<[u64; 4]>,
     /// `Name: value` lines, each ended by `\n`; empty with `include_headers` off.
     pub block: String,
 }
@@ -321,16 +323,12 @@ impl Sampler {
     }
 }
 
-/// Appends `v` as `format!("{v:.1}")` writes it (the exact binary value rounded half to even
-/// to one decimal), in integer arithmetic: the `core::fmt` float path costs about 900
-/// instructions a value, and a header block has four (PHP pays them on every request).
-fn write_one_decimal(out: &mut String, v: f64) {
-    use std::fmt::Write;
+/// `v` in tenths as `{:.1}` rounds it (the exact binary value, half to even); `None` where
+/// [`write_one_decimal`] leaves it to `core::fmt` (not finite, negative, or 9e14 and above).
+fn tenths(v: f64) -> Option<u64> {
     // Finite, not negative and below 2^53 / 10: v * 10 = m * 10 * 2^e fits in a u128.
     if !(v.is_finite() && v.is_sign_positive() && v < 9.0e14) {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{v:.1}");
-        return;
+        return None;
     }
     let bits = v.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i32;
@@ -349,8 +347,28 @@ fn write_one_decimal(out: &mut String, v: f64) {
         let half = 1u128 << (s - 1);
         if r > half || (r == half && q & 1 == 1) { q + 1 } else { q }
     };
-    // < 9e15: fits a u64; the digits by hand (core::fmt costs more than all of this).
-    let mut t = tenths as u64;
+    // < 9e15: fits a u64.
+    Some(tenths as u64)
+}
+
+/// What [`write_one_decimal`] shows of `v`, as one number: equal keys, equal text.
+fn shown_key(v: f64) -> u64 {
+    // Tenths are below 2^63; the top bit marks a value formatted by core::fmt.
+    tenths(v).unwrap_or(v.to_bits() | 1 << 63)
+}
+
+/// Appends `v` as `format!("{v:.1}")` writes it (the exact binary value rounded half to even
+/// to one decimal), in integer arithmetic: the `core::fmt` float path costs about 900
+/// instructions a value, and a header block has four (PHP pays them on every request).
+fn write_one_decimal(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    let Some(tenths) = tenths(v) else {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{v:.1}");
+        return;
+    };
+    // The digits by hand (core::fmt costs more than all of this).
+    let mut t = tenths;
     let mut buf = [0u8; 24];
     let mut i = buf.len();
     i -= 1;
@@ -368,6 +386,16 @@ fn write_one_decimal(out: &mut String, v: f64) {
     }
     // Only ASCII digits and '.' were written.
     out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// `Name: value\n` for each header.
+fn write_header_lines(values: &[(&'static str, f64); 4], out: &mut String) {
+    for &(name, v) in values {
+        out.push_str(name);
+        out.push_str(": ");
+        write_one_decimal(out, v);
+        out.push('\n');
+    }
 }
 
 /// A report's peak: the reading's peak (0 if none), at least the start and the end.
@@ -584,7 +612,7 @@ impl RequestTracker {
         let (bytes, peak) = self.end_readings(&token)?;
         let mut report = self.report(&token, String::new(), bytes, peak);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.record(route, &report);
+        self.record_as(route, &report);
         if report.high_usage {
             report.route = route.to_owned();
             self.on_high_usage(&report);
@@ -648,13 +676,14 @@ impl RequestTracker {
         }
         // Only the two figures the headers show (no duration, no overlap count).
         let (end_bytes, peak) = self.read_now(token)?;
-        let peak_bytes = peak_of(token, end_bytes, peak);
-        if cache.figures == Some((end_bytes, peak_bytes)) {
+        let values = self.header_values_of(end_bytes, peak_of(token, end_bytes, peak));
+        let shown = values.map(|(_, v)| shown_key(v));
+        if cache.figures == Some(shown) {
             return Ok(false);
         }
-        cache.figures = Some((end_bytes, peak_bytes));
+        cache.figures = Some(shown);
         cache.block.clear();
-        self.write_header_values(end_bytes, peak_bytes, &mut cache.block);
+        write_header_lines(&values, &mut cache.block);
         Ok(true)
     }
 
@@ -687,15 +716,19 @@ impl RequestTracker {
         let route = std::mem::take(&mut t.route).into_owned();
         let report = self.report(&t, route, end_bytes, peak);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.record(&report.route, &report);
+        self.record(&report);
         if report.high_usage {
             self.on_high_usage(&report);
         }
         report
     }
 
+    fn record(&self, r: &RequestReport) {
+        self.record_as(&r.route, r);
+    }
+
     /// Adds `r` to the analytics of `route` (`r.route` may be left empty).
-    fn record(&self, route: &str, r: &RequestReport) {
+    fn record_as(&self, route: &str, r: &RequestReport) {
         let slot = self.next_u64();
         let mut a = self.analytics.lock();
         let known = a.routes.contains_key(route);
@@ -839,12 +872,7 @@ impl RequestTracker {
     }
 
     fn write_header_values(&self, end_bytes: u64, peak_bytes: u64, out: &mut String) {
-        for (name, v) in self.header_values_of(end_bytes, peak_bytes) {
-            out.push_str(name);
-            out.push_str(": ");
-            write_one_decimal(out, v);
-            out.push('\n');
-        }
+        write_header_lines(&self.header_values_of(end_bytes, peak_bytes), out);
     }
 
     /// Requests begun and not yet ended.
@@ -1134,6 +1162,36 @@ mod tests {
     }
 
     #[test]
+    fn shown_key_is_what_one_decimal_shows() {
+        for (a, b) in [(45.0, 45.04), (45.06, 45.14), (0.25, 0.2), (1e15, 1e15)] {
+            let text = |v: f64| {
+                let mut s = String::new();
+                write_one_decimal(&mut s, v);
+                s
+            };
+            assert_eq!(shown_key(a) == shown_key(b), text(a) == text(b), "{a} {b}");
+        }
+        assert_ne!(shown_key(45.0), shown_key(45.1));
+        assert_ne!(shown_key(1e15), shown_key(2e15));
+    }
+
+    #[test]
+    fn end_quiet_records_as_end_does() {
+        let cfg = json!({"threshold_mb": 0, "random_seed": 3, "log_high_usage": false, "sampler_interval_ms": 0});
+        let (a, b) = (tracker(cfg.clone()), tracker(cfg));
+        let mut k = a.begin_with("unmatched", 10 << 20).unwrap();
+        k.set_route("GET /x");
+        let ra = a.end_with(k, 11 << 20, 13 << 20);
+        assert!(ra.high_usage);
+        let k = b.begin("unmatched").unwrap().unwrap();
+        b.end_quiet(k, "GET /x").unwrap();
+        let (x, y) = (&a.analytics()["routes"]["GET /x"], &b.analytics()["routes"]["GET /x"]);
+        assert_eq!((x["count"].as_u64(), y["count"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(b.in_flight(), 0);
+        assert!(b.analytics()["routes"].get("unmatched").is_none(), "recorded under the route given");
+    }
+
+    #[test]
     fn peek_header_block_is_the_block_of_peek() {
         let t = tracker(json!({"memory_limit": "128M", "sampler_interval_ms": 0}));
         let k = t.begin("GET /").unwrap().unwrap();
@@ -1158,7 +1216,7 @@ mod tests {
         assert!(!slow.peek_header_block(&k1, &mut c).unwrap(), "unchanged figures, unchanged block");
         assert!(c.block.ends_with("marker"), "not rewritten");
         // Other figures: a new block.
-        let mut c2 = HeaderCache { figures: Some((1, 1)), block: first.clone() };
+        let mut c2 = HeaderCache { figures: Some([1, 1, 1, 1]), block: first.clone() };
         assert!(slow.peek_header_block(&k1, &mut c2).unwrap());
         assert_eq!(c2.block, first);
         let off = tracker(json!({"include_headers": false}));
