@@ -279,6 +279,9 @@ pub struct HeaderCache {
     /// The four values as shown (one decimal): the block changes only when one of these does,
     /// not with every page the process gains or loses.
     figures: Option<[u64; 4]>,
+    /// The readings (memory now, peak) that last gave `figures`: the same readings, the same
+    /// block, without working out the values.
+    readings: Option<(u64, u64)>,
     /// `Name: value` lines, each ended by `\n`; empty with `include_headers` off.
     pub block: String,
 }
@@ -670,13 +673,19 @@ impl RequestTracker {
     /// returns false. True when `cache.block` changed.
     pub fn peek_header_block(&self, token: &RequestToken, cache: &mut HeaderCache) -> Result<bool> {
         if !self.cfg.include_headers {
+            cache.readings = None;
             let changed = cache.figures.take().is_some() || !cache.block.is_empty();
             cache.block.clear();
             return Ok(changed);
         }
         // Only the two figures the headers show (no duration, no overlap count).
         let (end_bytes, peak) = self.read_now(token)?;
-        let values = self.header_values_of(end_bytes, peak_of(token, end_bytes, peak));
+        let peak_bytes = peak_of(token, end_bytes, peak);
+        if cache.readings == Some((end_bytes, peak_bytes)) {
+            return Ok(false);
+        }
+        cache.readings = Some((end_bytes, peak_bytes));
+        let values = self.header_values_of(end_bytes, peak_bytes);
         let shown = values.map(|(_, v)| shown_key(v));
         if cache.figures == Some(shown) {
             return Ok(false);
@@ -1195,7 +1204,7 @@ mod tests {
     fn peek_header_block_is_the_block_of_peek() {
         let t = tracker(json!({"memory_limit": "128M", "sampler_interval_ms": 0}));
         let k = t.begin("GET /").unwrap().unwrap();
-        let mut cache = HeaderCache { figures: None, block: String::from("left over") };
+        let mut cache = HeaderCache { figures: None, readings: None, block: String::from("left over") };
         assert!(t.peek_header_block(&k, &mut cache).unwrap(), "the first block is new");
         let out = cache.block.clone();
         let r = t.peek(&k).unwrap();
@@ -1216,7 +1225,7 @@ mod tests {
         assert!(!slow.peek_header_block(&k1, &mut c).unwrap(), "unchanged figures, unchanged block");
         assert!(c.block.ends_with("marker"), "not rewritten");
         // Other figures: a new block.
-        let mut c2 = HeaderCache { figures: Some([1, 1, 1, 1]), block: first.clone() };
+        let mut c2 = HeaderCache { figures: Some([1, 1, 1, 1]), readings: None, block: first.clone() };
         assert!(slow.peek_header_block(&k1, &mut c2).unwrap());
         assert_eq!(c2.block, first);
         let off = tracker(json!({"include_headers": false}));
