@@ -273,10 +273,15 @@ struct Analytics {
     overflowed: u64,
 }
 
-/// The last header block of [`RequestTracker::peek_header_block`] and the figures it shows.
+/// The last header block of [`RequestTracker::peek_header_block`] and the values it shows.
 #[derive(Debug, Default, Clone)]
 pub struct HeaderCache {
-    figures: Option<(u64, u64)>,
+    /// The four values as shown (one decimal): the block changes only when one of these does,
+    /// not with every page the process gains or loses.
+    figures: Option<[u64; 4]>,
+    /// The readings (memory now, peak) that last gave `figures`: the same readings, the same
+    /// block, without working out the values.
+    readings: Option<(u64, u64)>,
     /// `Name: value` lines, each ended by `\n`; empty with `include_headers` off.
     pub block: String,
 }
@@ -321,16 +326,12 @@ impl Sampler {
     }
 }
 
-/// Appends `v` as `format!("{v:.1}")` writes it (the exact binary value rounded half to even
-/// to one decimal), in integer arithmetic: the `core::fmt` float path costs about 900
-/// instructions a value, and a header block has four (PHP pays them on every request).
-fn write_one_decimal(out: &mut String, v: f64) {
-    use std::fmt::Write;
+/// `v` in tenths as `{:.1}` rounds it (the exact binary value, half to even); `None` where
+/// [`write_one_decimal`] leaves it to `core::fmt` (not finite, negative, or 9e14 and above).
+fn tenths(v: f64) -> Option<u64> {
     // Finite, not negative and below 2^53 / 10: v * 10 = m * 10 * 2^e fits in a u128.
     if !(v.is_finite() && v.is_sign_positive() && v < 9.0e14) {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{v:.1}");
-        return;
+        return None;
     }
     let bits = v.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i32;
@@ -349,8 +350,28 @@ fn write_one_decimal(out: &mut String, v: f64) {
         let half = 1u128 << (s - 1);
         if r > half || (r == half && q & 1 == 1) { q + 1 } else { q }
     };
-    // < 9e15: fits a u64; the digits by hand (core::fmt costs more than all of this).
-    let mut t = tenths as u64;
+    // < 9e15: fits a u64.
+    Some(tenths as u64)
+}
+
+/// What [`write_one_decimal`] shows of `v`, as one number: equal keys, equal text.
+fn shown_key(v: f64) -> u64 {
+    // Tenths are below 2^63; the top bit marks a value formatted by core::fmt.
+    tenths(v).unwrap_or(v.to_bits() | 1 << 63)
+}
+
+/// Appends `v` as `format!("{v:.1}")` writes it (the exact binary value rounded half to even
+/// to one decimal), in integer arithmetic: the `core::fmt` float path costs about 900
+/// instructions a value, and a header block has four (PHP pays them on every request).
+fn write_one_decimal(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    let Some(tenths) = tenths(v) else {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{v:.1}");
+        return;
+    };
+    // The digits by hand (core::fmt costs more than all of this).
+    let mut t = tenths;
     let mut buf = [0u8; 24];
     let mut i = buf.len();
     i -= 1;
@@ -368,6 +389,21 @@ fn write_one_decimal(out: &mut String, v: f64) {
     }
     // Only ASCII digits and '.' were written.
     out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// `Name: value\n` for each header.
+fn write_header_lines(values: &[(&'static str, f64); 4], out: &mut String) {
+    for &(name, v) in values {
+        out.push_str(name);
+        out.push_str(": ");
+        write_one_decimal(out, v);
+        out.push('\n');
+    }
+}
+
+/// A report's peak: the reading's peak (0 if none), at least the start and the end.
+fn peak_of(start_bytes: u64, end_bytes: u64, peak: u64) -> u64 {
+    peak.max(start_bytes).max(end_bytes)
 }
 
 fn splitmix(z: u64) -> u64 {
@@ -567,20 +603,46 @@ impl RequestTracker {
 
     /// Ends a request measured with the process probe.
     pub fn end(&self, token: RequestToken) -> Result<RequestReport> {
+        let (bytes, peak) = self.end_readings(&token)?;
+        Ok(self.finish(token, bytes, peak))
+    }
+
+    /// As [`end`](Self::end) under `route`, for a host that wants no report back: whether
+    /// the request was high-usage. The route is copied only where it is kept (a route new to
+    /// the analytics) or reported (a high-usage request's log line and handler), so a request
+    /// of a known route allocates nothing.
+    pub fn end_quiet(&self, token: RequestToken, route: &str) -> Result<bool> {
+        let (bytes, peak) = self.end_readings(&token)?;
+        let mut report = self.report(&token, String::new(), bytes, peak);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.record_as(route, &report);
+        if report.high_usage {
+            report.route = route.to_owned();
+            self.on_high_usage(&report);
+        }
+        Ok(report.high_usage)
+    }
+
+    /// [`read_now`](Self::read_now) for a request that ends: on failure it is no longer in flight.
+    fn end_readings(&self, token: &RequestToken) -> Result<(u64, u64)> {
+        self.read_now(token).inspect_err(|_| {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Memory now and the peak during the request (0 when it did not rise or is not tracked),
+    /// read from the process as `end` does; the token's start when there is no probe.
+    fn read_now(&self, token: &RequestToken) -> Result<(u64, u64)> {
         let bytes = match self.probe().map(|p| match self.sampler() {
             Some(s) => Ok(s.current.load(Ordering::Acquire)),
             None => p.current_bytes(),
         }) {
-            Some(Ok(b)) => b,
-            Some(Err(e)) => {
-                self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                return Err(e);
-            }
+            Some(r) => r?,
             None => token.start_bytes,
         };
         let hwm = self.hwm();
         let peak = if self.cfg.track_peak && hwm > token.start_hwm { hwm } else { 0 };
-        Ok(self.finish(token, bytes, peak))
+        Ok((bytes, peak))
     }
 
     /// Ends a request with the host's readings: memory now and the peak during the request
@@ -600,15 +662,7 @@ impl RequestTracker {
 
     /// [`peek`](Self::peek)'s figures without the route (nothing allocated).
     fn figures(&self, token: &RequestToken) -> Result<RequestReport> {
-        let bytes = match self.probe().map(|p| match self.sampler() {
-            Some(s) => Ok(s.current.load(Ordering::Acquire)),
-            None => p.current_bytes(),
-        }) {
-            Some(r) => r?,
-            None => token.start_bytes,
-        };
-        let hwm = self.hwm();
-        let peak = if self.cfg.track_peak && hwm > token.start_hwm { hwm } else { 0 };
+        let (bytes, peak) = self.read_now(token)?;
         Ok(self.report(token, String::new(), bytes, peak))
     }
 
@@ -619,17 +673,26 @@ impl RequestTracker {
     /// returns false. True when `cache.block` changed.
     pub fn peek_header_block(&self, token: &RequestToken, cache: &mut HeaderCache) -> Result<bool> {
         if !self.cfg.include_headers {
+            cache.readings = None;
             let changed = cache.figures.take().is_some() || !cache.block.is_empty();
             cache.block.clear();
             return Ok(changed);
         }
-        let r = self.figures(token)?;
-        if cache.figures == Some((r.end_bytes, r.peak_bytes)) {
+        // Only the two figures the headers show (no duration, no overlap count).
+        let (end_bytes, peak) = self.read_now(token)?;
+        let peak_bytes = peak_of(token.start_bytes, end_bytes, peak);
+        if cache.readings == Some((end_bytes, peak_bytes)) {
             return Ok(false);
         }
-        cache.figures = Some((r.end_bytes, r.peak_bytes));
+        cache.readings = Some((end_bytes, peak_bytes));
+        let values = self.header_values_of(end_bytes, peak_bytes);
+        let shown = values.map(|(_, v)| shown_key(v));
+        if cache.figures == Some(shown) {
+            return Ok(false);
+        }
+        cache.figures = Some(shown);
         cache.block.clear();
-        self.write_header_block(&r, &mut cache.block);
+        write_header_lines(&values, &mut cache.block);
         Ok(true)
     }
 
@@ -657,7 +720,7 @@ impl RequestTracker {
         duration_ms: f64,
         overlapped: u32,
     ) -> RequestReport {
-        let peak_bytes = peak.max(start_bytes).max(end_bytes);
+        let peak_bytes = peak_of(start_bytes, end_bytes, peak);
         let growth = peak_bytes - start_bytes;
         let high_usage = growth as f64 > self.cfg.threshold_mb * MIB;
         RequestReport {
@@ -715,13 +778,18 @@ impl RequestTracker {
     }
 
     fn record(&self, r: &RequestReport) {
+        self.record_as(&r.route, r);
+    }
+
+    /// Adds `r` to the analytics of `route` (`r.route` may be left empty).
+    fn record_as(&self, route: &str, r: &RequestReport) {
         let slot = self.next_u64();
         let mut a = self.analytics.lock();
-        let known = a.routes.contains_key(&r.route);
+        let known = a.routes.contains_key(route);
         let key = if known || a.routes.len() < self.cfg.max_routes.saturating_sub(1) {
-            r.route.as_str()
+            route
         } else {
-            if !a.routes.contains_key(OTHER_ROUTE) || r.route != OTHER_ROUTE {
+            if !a.routes.contains_key(OTHER_ROUTE) || route != OTHER_ROUTE {
                 a.overflowed += 1;
             }
             OTHER_ROUTE
@@ -829,10 +897,14 @@ impl RequestTracker {
 
     /// The four headers' names and values, unformatted.
     fn header_values(&self, r: &RequestReport) -> [(&'static str, f64); 4] {
-        let eff = if r.peak_bytes == 0 { 100.0 } else { r.end_bytes as f64 / r.peak_bytes as f64 * 100.0 };
+        self.header_values_of(r.end_bytes, r.peak_bytes)
+    }
+
+    fn header_values_of(&self, end_bytes: u64, peak_bytes: u64) -> [(&'static str, f64); 4] {
+        let eff = if peak_bytes == 0 { 100.0 } else { end_bytes as f64 / peak_bytes as f64 * 100.0 };
         [
-            ("X-Memory-Usage", r.end_bytes as f64 / MIB),
-            ("X-Memory-Peak", r.peak_bytes as f64 / MIB),
+            ("X-Memory-Usage", end_bytes as f64 / MIB),
+            ("X-Memory-Peak", peak_bytes as f64 / MIB),
             ("X-Memory-Limit", self.limit_bytes as f64 / MIB),
             ("X-Memory-Efficiency", eff),
         ]
@@ -850,12 +922,11 @@ impl RequestTracker {
     }
 
     fn write_header_block(&self, r: &RequestReport, out: &mut String) {
-        for (name, v) in self.header_values(r) {
-            out.push_str(name);
-            out.push_str(": ");
-            write_one_decimal(out, v);
-            out.push('\n');
-        }
+        self.write_header_values(r.end_bytes, r.peak_bytes, out);
+    }
+
+    fn write_header_values(&self, end_bytes: u64, peak_bytes: u64, out: &mut String) {
+        write_header_lines(&self.header_values_of(end_bytes, peak_bytes), out);
     }
 
     /// Requests begun and not yet ended.
@@ -1176,10 +1247,40 @@ mod tests {
     }
 
     #[test]
+    fn shown_key_is_what_one_decimal_shows() {
+        for (a, b) in [(45.0, 45.04), (45.06, 45.14), (0.25, 0.2), (1e15, 1e15)] {
+            let text = |v: f64| {
+                let mut s = String::new();
+                write_one_decimal(&mut s, v);
+                s
+            };
+            assert_eq!(shown_key(a) == shown_key(b), text(a) == text(b), "{a} {b}");
+        }
+        assert_ne!(shown_key(45.0), shown_key(45.1));
+        assert_ne!(shown_key(1e15), shown_key(2e15));
+    }
+
+    #[test]
+    fn end_quiet_records_as_end_does() {
+        let cfg = json!({"threshold_mb": 0, "random_seed": 3, "log_high_usage": false, "sampler_interval_ms": 0});
+        let (a, b) = (tracker(cfg.clone()), tracker(cfg));
+        let mut k = a.begin_with("unmatched", 10 << 20).unwrap();
+        k.set_route("GET /x");
+        let ra = a.end_with(k, 11 << 20, 13 << 20);
+        assert!(ra.high_usage);
+        let k = b.begin("unmatched").unwrap().unwrap();
+        b.end_quiet(k, "GET /x").unwrap();
+        let (x, y) = (&a.analytics()["routes"]["GET /x"], &b.analytics()["routes"]["GET /x"]);
+        assert_eq!((x["count"].as_u64(), y["count"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(b.in_flight(), 0);
+        assert!(b.analytics()["routes"].get("unmatched").is_none(), "recorded under the route given");
+    }
+
+    #[test]
     fn peek_header_block_is_the_block_of_peek() {
         let t = tracker(json!({"memory_limit": "128M", "sampler_interval_ms": 0}));
         let k = t.begin("GET /").unwrap().unwrap();
-        let mut cache = HeaderCache { figures: None, block: String::from("left over") };
+        let mut cache = HeaderCache { figures: None, readings: None, block: String::from("left over") };
         assert!(t.peek_header_block(&k, &mut cache).unwrap(), "the first block is new");
         let out = cache.block.clone();
         let r = t.peek(&k).unwrap();
@@ -1200,7 +1301,7 @@ mod tests {
         assert!(!slow.peek_header_block(&k1, &mut c).unwrap(), "unchanged figures, unchanged block");
         assert!(c.block.ends_with("marker"), "not rewritten");
         // Other figures: a new block.
-        let mut c2 = HeaderCache { figures: Some((1, 1)), block: first.clone() };
+        let mut c2 = HeaderCache { figures: Some([1, 1, 1, 1]), readings: None, block: first.clone() };
         assert!(slow.peek_header_block(&k1, &mut c2).unwrap());
         assert_eq!(c2.block, first);
         let off = tracker(json!({"include_headers": false}));

@@ -37,7 +37,8 @@ function installWriteHeadHook () {
     if (tracking !== undefined) {
       this[kTracking] = undefined
       const handle = this[kHandle]
-      if (handle !== 0 && !this.headersSent) tracking.setHeaders(this, handle, arguments)
+      // The last argument, not `arguments` itself: handing that over would make V8 build it.
+      if (handle !== 0 && !this.headersSent) tracking.setHeaders(this, handle, arguments.length > 0 ? arguments[arguments.length - 1] : undefined)
     }
     return original.apply(this, arguments)
   }
@@ -202,7 +203,7 @@ class Tracking {
       const handle = this[kHandle]
       if (handle === 0) return
       this[kHandle] = 0
-      tracking.finish(this.req, this, handle, !this.writableFinished)
+      tracking.finish(this.req, this, handle)
     }
   }
 
@@ -230,14 +231,15 @@ class Tracking {
       const writeHead = res.writeHead
       res.writeHead = function memwardenWriteHead (statusCode, reason, headers) {
         res.writeHead = writeHead
-        if (!res.headersSent) tracking.setHeaders(res, handle, arguments)
+        if (!res.headersSent) tracking.setHeaders(res, handle, arguments.length > 0 ? arguments[arguments.length - 1] : undefined)
         return writeHead.apply(this, arguments)
       }
     }
-    res.on('close', () => tracking.finish(req, res, handle, !res.writableFinished))
+    res.on('close', () => tracking.finish(req, res, handle))
   }
 
-  setHeaders (res, handle, args) {
+  /** `last`: writeHead's last argument, which takes ours when it is a raw header array. */
+  setHeaders (res, handle, last) {
     let h
     try {
       h = this.headers(handle)
@@ -264,7 +266,6 @@ class Tracking {
     }
     const pairs = this.lastPairs
     // writeHead(status, [reason], headers): raw header arrays take ours appended.
-    const last = args.length > 0 ? args[args.length - 1] : undefined
     if (Array.isArray(last)) {
       for (let i = 0; i < pairs.length; i++) last.push(pairs[i])
     } else {
@@ -284,7 +285,8 @@ class Tracking {
     return UNMATCHED
   }
 
-  finish (req, res, handle, aborted) {
+  /** On 'close'; aborted: not finished (read here, only when a handler wants it). */
+  finish (req, res, handle) {
     const route = this.route(req)
     let report
     try {
@@ -312,7 +314,7 @@ class Tracking {
       this.call('high-usage handler', route, this.highUsageHandler, (report.peakBytes - report.startBytes) / MIB, req, report)
     }
     if (this.analyticsHandler !== null) {
-      this.call('analytics handler', route, this.analyticsHandler, analyticsOf(report, req, res, aborted), req)
+      this.call('analytics handler', route, this.analyticsHandler, analyticsOf(report, req, res, !res.writableFinished), req)
     }
   }
 

@@ -122,16 +122,18 @@ impl ReqCore {
         self.inner.end(token).map(Some)
     }
 
-    /// As `end`; `route` `None` is the route the last call gave, and `Some` becomes it.
-    fn end_remembering(&self, handle: u32, route: Option<&str>) -> CoreResult<Option<CoreReport>> {
+    /// As `end` without a report: whether the request was high-usage (`None` for an unknown
+    /// or already ended handle); `route` `None` is the route the last call gave, and `Some`
+    /// becomes it. The route is not copied per request: the core reads the remembered one.
+    fn end_remembering(&self, handle: u32, route: Option<&str>) -> CoreResult<Option<bool>> {
         let mut t = self.tokens.lock();
         if let Some(r) = route {
             r.clone_into(&mut t.last_route);
         }
-        let Some(mut token) = t.live.remove(&handle) else { return Ok(None) };
-        token.set_route(if t.last_route.is_empty() { UNMATCHED } else { &t.last_route });
-        drop(t);
-        self.inner.end(token).map(Some)
+        let Some(token) = t.live.remove(&handle) else { return Ok(None) };
+        let route = if t.last_route.is_empty() { UNMATCHED } else { &t.last_route };
+        // Under the lock (the route is borrowed from it); the core takes no lock of ours.
+        self.inner.end_quiet(token, route).map(Some)
     }
 }
 
@@ -272,7 +274,7 @@ unsafe extern "C" fn fast_finish(env: sys::napi_env, info: sys::napi_callback_in
         Some(r)
     };
     match guarded(&e, || core.end_remembering(handle_arg(env, h), route)) {
-        Ok(Some(r)) => fast::js_bool(env, r.high_usage),
+        Ok(Some(high_usage)) => fast::js_bool(env, high_usage),
         Ok(None) => fast::js_null(env),
         Err(_) => std::ptr::null_mut(),
     }
