@@ -10,6 +10,9 @@
 // hash seed changes start-up by millions of instructions); warm-up: n1 requests, so the
 // compilers have settled. Variants: bare; a pass-through wrapper; four constant headers set
 // by the app (what Node charges for any four headers: the anchor for the headers' share);
+// xbare, xpass and xmw, the same hello world as an Express route alone, behind an app.use()
+// middleware that only calls next() (what Express charges for any middleware), and behind
+// app.use(memoryTracking());
 // memoryTracking() by default (at callgrind's pace, a fresh reading for each figure), with a
 // 5 ms sampler (what the default switches to above 1,000 requests/s), and without headers.
 // The sampler thread's own work is counted too, though callgrind slows the server ~50x and so
@@ -34,7 +37,18 @@ function serve (variant, maxn) {
   else if (variant === 'mw') handler = memoryTracking.wrap(plain, { routeTemplate: () => 'GET /users/:id' })
   else if (variant === 'mwsampler') handler = memoryTracking.wrap(plain, { samplerIntervalMs: 5, routeTemplate: () => 'GET /users/:id' })
   else if (variant === 'mwnohdr') handler = memoryTracking.wrap(plain, { includeHeaders: false, samplerIntervalMs: 5, routeTemplate: () => 'GET /users/:id' })
-  else throw new Error(variant)
+  else if (variant === 'xbare' || variant === 'xpass' || variant === 'xmw') {
+    // Express (a devDependency here): the same hello world as a route, with memoryTracking()
+    // as app middleware in xmw
+    const express = require('express')
+    const a = express()
+    a.set('etag', false)
+    a.set('x-powered-by', false)
+    if (variant === 'xmw') a.use(memoryTracking())
+    if (variant === 'xpass') a.use(function pass (req, res, next) { next() })
+    a.get('/users/:id', plain)
+    handler = a
+  } else throw new Error(variant)
   const server = http.createServer(handler)
   server.listen(0, '127.0.0.1', () => console.log(server.address().port))
 }
