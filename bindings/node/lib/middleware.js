@@ -16,6 +16,15 @@ const native = require('../index.js')
 // undefined once they are set.
 const kHandle = Symbol('memwarden.requestHandle')
 const kTracking = Symbol('memwarden.tracking')
+/**
+ * The same two facts for responses whose prototype is not Node's own (Express sets its own
+ * with Object.setPrototypeOf): V8 caches no map transition for a property added to such an
+ * object, so each response would get a new map and every access site would miss; counted
+ * under callgrind, that cost Express ~94,000 instructions per request. A WeakMap entry
+ * ({ handle, tracking }) leaves the response's shape alone.
+ */
+const STATE = new WeakMap()
+const PLAIN_RESPONSE = http.ServerResponse.prototype
 
 /**
  * The headers are set when the head is written. One hook on `http.ServerResponse.prototype`
@@ -34,7 +43,14 @@ function installWriteHeadHook () {
   const original = proto.writeHead
   hookedWriteHead = function writeHead (statusCode, reason, headers) {
     const tracking = this[kTracking]
-    if (tracking !== undefined) {
+    if (tracking === undefined && Object.getPrototypeOf(this) !== PLAIN_RESPONSE) {
+      const state = STATE.get(this)
+      if (state !== undefined && state.tracking !== undefined) {
+        const t = state.tracking
+        state.tracking = undefined
+        if (state.handle !== 0 && !this.headersSent) t.setHeaders(this, state.handle, arguments.length > 0 ? arguments[arguments.length - 1] : undefined)
+      }
+    } else if (tracking !== undefined) {
       this[kTracking] = undefined
       const handle = this[kHandle]
       // The last argument, not `arguments` itself: handing that over would make V8 build it.
@@ -200,9 +216,16 @@ class Tracking {
     // The 'close' listener shared by every response of this middleware (`this` is the
     // response; Node sets `res.req`).
     this.onClose = function memwardenClose () {
-      const handle = this[kHandle]
+      let handle = this[kHandle]
+      if (handle === undefined) {
+        const state = STATE.get(this)
+        if (state === undefined) return
+        handle = state.handle
+        state.handle = 0
+      } else {
+        this[kHandle] = 0
+      }
       if (handle === 0) return
-      this[kHandle] = 0
       tracking.finish(this.req, this, handle)
     }
   }
@@ -217,12 +240,17 @@ class Tracking {
     if (!this.enabled) return
     const handle = this.begin()
     if (handle === 0) return
-    if (res.req === req && res[kHandle] === undefined && (!this.includeHeaders || res.writeHead === hookedWriteHead)) {
+    const plain = Object.getPrototypeOf(res) === PLAIN_RESPONSE
+    if (res.req === req && (plain ? res[kHandle] === undefined : !STATE.has(res)) && (!this.includeHeaders || res.writeHead === hookedWriteHead)) {
       // Node's own response (or Express's, which inherits from it), tracked by no other
       // middleware yet: the shared hook and listener, the handle and this tracking on the
-      // response.
-      res[kHandle] = handle
-      res[kTracking] = this.includeHeaders ? this : undefined
+      // response (Node's own) or in STATE (a response with another prototype: Express's).
+      if (plain) {
+        res[kHandle] = handle
+        res[kTracking] = this.includeHeaders ? this : undefined
+      } else {
+        STATE.set(res, { handle, tracking: this.includeHeaders ? this : undefined })
+      }
       res.on('close', this.onClose)
       return
     }

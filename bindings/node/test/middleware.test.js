@@ -119,6 +119,34 @@ test('Express: headers present and numeric, analytics per route template', async
   }
 })
 
+test('Express responses keep their shape: memwarden adds no property to them', async () => {
+  // V8 caches no map transition for a property added to an object whose prototype was
+  // replaced (Express does that to every response): each response would get a map of its
+  // own, which cost Express ~94,000 instructions per request. Node's own responses may carry
+  // the state as properties; Express's must not.
+  const mw = memoryTracking()
+  const own = []
+  const app = express()
+  app.use(mw)
+  app.get('/shape', (req, res) => {
+    res.on('finish', () => own.push(Reflect.ownKeys(res).filter((k) => typeof k === 'symbol' && /memwarden/.test(String(k)))))
+    res.send('ok')
+  })
+  const server = await listen(app)
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await get(`${server.url}/shape`)
+      assert.equal(r.body, 'ok')
+      assertMemoryHeaders(r.headers)
+    }
+    await waitFor(() => mw.analytics().routes['GET /shape']?.count === 3, 'three requests ended')
+    assert.deepEqual(own, [[], [], []])
+    assert.equal(mw.inFlight, 0)
+  } finally {
+    await close(server)
+  }
+})
+
 test('sampleRate 0 measures nothing: no headers, no analytics', async () => {
   const mw = memoryTracking({ sampleRate: 0 })
   let calls = 0
