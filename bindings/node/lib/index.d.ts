@@ -881,6 +881,8 @@ export interface ResourceTrackerOptions {
   gcCallback?: () => void
   onBeforeGC?: () => void
   resourceTracking?: { enabled?: boolean, detailed?: boolean, metadata?: boolean }
+  /** Write the leak report to stderr when the process exits (as `debug({ verbose: true })` does). */
+  reportAtExit?: boolean
   [snakeCase: string]: unknown
 }
 

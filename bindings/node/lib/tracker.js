@@ -13,6 +13,7 @@ const native = require('../index.js')
 
 const METHOD = 'new ResourceTracker()'
 const HOOK_KEYS = ['onBeforeGC', 'gcCallback']
+const AT_EXIT_KEYS = ['reportAtExit', 'report_at_exit']
 const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Bytes of a Buffer, TypedArray, DataView, (Shared)ArrayBuffer, string or Blob; else 0. */
@@ -29,13 +30,34 @@ function canBeCollected (resource) {
   return (typeof resource === 'object' && resource !== null) || typeof resource === 'function'
 }
 
-/** Trackers in verbose debug mode print their leak report when the process exits. */
-const verboseTrackers = new Set()
+/**
+ * Trackers made with `reportAtExit: true` or switched to `debug({ verbose: true })` write their
+ * leak report to stderr when the process exits, in the line Python and PHP write.
+ */
+const exitTrackers = new Set()
 let exitHookInstalled = false
 function reportAtExit () {
-  for (const ref of verboseTrackers) {
+  for (const ref of exitTrackers) {
     const t = ref.deref()
-    if (t && !t._disposed) console.error('memwarden ResourceTracker: leak report at exit:', JSON.stringify(t.leakReport()))
+    if (t === undefined || t._disposed || !(t._reportAtExit || t._debug.verbose)) continue
+    let line
+    try {
+      const stats = t.getMemoryStats()
+      line = `memwarden: ResourceTracker leak report at exit: ${JSON.stringify({ activeResources: stats.activeResources, totalAllocated: stats.totalAllocated, leaks: stats.leaks })}`
+    } catch (e) {
+      line = `memwarden: ResourceTracker leak report at exit failed: ${e && e.message}`
+    }
+    process.stderr.write(line + '\n')
+  }
+}
+function watchAtExit (tracker) {
+  if (!tracker._exitRef) {
+    tracker._exitRef = new WeakRef(tracker)
+    exitTrackers.add(tracker._exitRef)
+  }
+  if (!exitHookInstalled) {
+    exitHookInstalled = true
+    process.on('exit', reportAtExit)
   }
 }
 
@@ -57,8 +79,20 @@ class ResourceTracker extends EventEmitter {
     let intervalKey = null
     this._beforeGC = []
     this._gcCallback = null
+    this._reportAtExit = false
+    this._exitRef = null
+    let atExitKey = null
     for (const [key, value] of Object.entries(options)) {
       if (value === undefined) continue
+      if (AT_EXIT_KEYS.includes(key)) {
+        if (atExitKey !== null) throw new TypeError(`${METHOD}: '${atExitKey}' and '${key}' are the same option; give one`)
+        atExitKey = key
+        if (typeof value !== 'boolean') {
+          throw new TypeError(`${METHOD}: '${key}' must be a boolean, got ${describeType(value)}`)
+        }
+        this._reportAtExit = value
+        continue
+      }
       if (HOOK_KEYS.includes(key) || key === 'on_before_gc' || key === 'gc_callback') {
         if (typeof value !== 'function') {
           throw new TypeError(`${METHOD}: '${key}' must be a function, got ${describeType(value)}`)
@@ -99,6 +133,7 @@ class ResourceTracker extends EventEmitter {
       timer.unref()
       this._timer = timer
     }
+    if (this._reportAtExit) watchAtExit(this)
   }
 
   /**
@@ -226,18 +261,10 @@ class ResourceTracker extends EventEmitter {
       trackingEnabled: options.trackingEnabled ?? this._debug.trackingEnabled,
       verbose: options.verbose ?? this._debug.verbose
     }
-    if (this._debug.verbose) {
-      if (!this._verboseRef) {
-        this._verboseRef = new WeakRef(this)
-        verboseTrackers.add(this._verboseRef)
-      }
-      if (!exitHookInstalled) {
-        exitHookInstalled = true
-        process.on('exit', reportAtExit)
-      }
-    } else if (this._verboseRef) {
-      verboseTrackers.delete(this._verboseRef)
-      this._verboseRef = null
+    if (this._debug.verbose) watchAtExit(this)
+    else if (!this._reportAtExit && this._exitRef) {
+      exitTrackers.delete(this._exitRef)
+      this._exitRef = null
     }
     return this.getMemoryStats()
   }
@@ -251,7 +278,7 @@ class ResourceTracker extends EventEmitter {
     for (const token of this._tokens.values()) this._registry.unregister(token)
     this._tokens.clear()
     this._disposed = true
-    if (this._verboseRef) verboseTrackers.delete(this._verboseRef)
+    if (this._exitRef) exitTrackers.delete(this._exitRef)
     return this._native.dispose()
   }
 

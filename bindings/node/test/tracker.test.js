@@ -255,7 +255,36 @@ test('debug({ trackingEnabled, verbose }) logs every operation; verbose prints t
   `
   const r = spawnSync(process.execPath, ['-e', script], { timeout: 20000, encoding: 'utf8' })
   assert.equal(r.status, 0, r.stderr)
-  assert.match(r.stderr, /leak report at exit: {"socket":{[^}]*"live":1[,}]/)
+  assert.match(r.stderr, /^memwarden: ResourceTracker leak report at exit: {"activeResources":1,"totalAllocated":1,"leaks":{"socket":{[^}]*"live":1[,}]/m)
+})
+
+test('reportAtExit writes the leak report at exit, in the line Python and PHP write; a disposed tracker does not', () => {
+  const lib = path.join(__dirname, '..')
+  const script = `
+    const { ResourceTracker } = require(${JSON.stringify(lib)})
+    const a = new ResourceTracker({ reportAtExit: true })
+    a.trackResource(null, 'upload', { size: 10 })
+    a.releaseResource(a.trackResource(null, 'upload', { size: 5 }))
+    const b = new ResourceTracker({ report_at_exit: true })
+    b.trackResource(null, 'socket', { size: 3 })
+    b.dispose()
+    const c = new ResourceTracker({ reportAtExit: false })
+    c.trackResource(null, 'quiet', { size: 1 })
+    globalThis.keep = [a, c]
+  `
+  const r = spawnSync(process.execPath, ['-e', script], { timeout: 20000, encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stderr)
+  const lines = r.stderr.split('\n').filter((l) => l.includes('leak report at exit'))
+  assert.equal(lines.length, 1, r.stderr)
+  const report = JSON.parse(lines[0].slice(lines[0].indexOf('{')))
+  assert.equal(report.activeResources, 1)
+  assert.equal(report.totalAllocated, 10)
+  assert.equal(report.leaks.upload.live, 1)
+  assert.equal(report.leaks.upload.released, 1)
+  assert.ok(!('socket' in report.leaks) && !('quiet' in report.leaks), lines[0])
+
+  assert.throws(() => new ResourceTracker({ reportAtExit: 'yes' }), { name: 'TypeError', message: /'reportAtExit' must be a boolean, got string/ })
+  assert.throws(() => new ResourceTracker({ reportAtExit: true, report_at_exit: true }), /'reportAtExit' and 'report_at_exit' are the same option/)
 })
 
 test('config: Streamflow keys, snake_case aliases and errors', () => {

@@ -27,10 +27,15 @@ impl ConnSpec {
         match scheme.to_ascii_lowercase().as_str() {
             "sqlite" | "sqlite3" => {
                 let path = if let Some(p) = rest.strip_prefix("//") {
-                    // sqlite:///abs/path, sqlite://relative/path, sqlite:///:memory:
-                    let p = p
-                        .strip_prefix('/')
-                        .map(|s| if s.starts_with(":memory:") { s.to_string() } else { format!("/{s}") });
+                    // sqlite:///abs/path, sqlite://relative/path, sqlite:///:memory:; SQLAlchemy's
+                    // sqlite:////abs/path is the same absolute path (one leading slash kept).
+                    let p = p.strip_prefix('/').map(|s| {
+                        if s.starts_with(":memory:") {
+                            s.to_string()
+                        } else {
+                            format!("/{}", s.trim_start_matches('/'))
+                        }
+                    });
                     match p {
                         Some(p) => p,
                         None => rest[2..].to_string(),
@@ -239,6 +244,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(p("sqlite:///tmp/x.db"), "/tmp/x.db");
+        assert_eq!(p("sqlite:////tmp/x.db"), "/tmp/x.db");
         assert_eq!(p("sqlite://rel/x.db"), "rel/x.db");
         assert_eq!(p("sqlite:/tmp/x.db"), "/tmp/x.db");
         assert_eq!(p("sqlite::memory:"), ":memory:");
