@@ -6,13 +6,16 @@
 // is its work per request, start-up cancelled out. The server runs with V8's
 // --single-threaded (the collector's and the compilers' work runs on the main thread, counted
 // in full and in the same order every run, instead of on helper threads whose share varies by
-// tens of thousands of instructions per request) and fixed hash and random seeds (a random
-// hash seed changes start-up by millions of instructions); warm-up: n1 requests, so the
-// compilers have settled. Variants: bare; a pass-through wrapper; four constant headers set
+// tens of thousands of instructions per request), with --predictable-gc-schedule (V8's heap
+// growing, idle and memory-reducing collections otherwise follow the wall clock, which
+// callgrind and the machine's load stretch: the same Express variant moved by 15,000
+// instructions per request between runs without it, by 1,000 with it) and fixed hash and random
+// seeds (a random hash seed changes start-up by millions of instructions); warm-up: n1
+// requests, so the compilers have settled. Variants: bare; a pass-through wrapper; four constant headers set
 // by the app (what Node charges for any four headers: the anchor for the headers' share);
-// xbare, xpass and xmw, the same hello world as an Express route alone, behind an app.use()
-// middleware that only calls next() (what Express charges for any middleware), and behind
-// app.use(memoryTracking());
+// xbare, xpass, xmw and xmwnohdr, the same hello world as an Express route alone, behind an
+// app.use() middleware that only calls next() (what Express charges for any middleware), and
+// behind app.use(memoryTracking()), with and without headers;
 // memoryTracking() by default (at callgrind's pace, a fresh reading for each figure), with a
 // 5 ms sampler (what the default switches to above 1,000 requests/s), and without headers.
 // The sampler thread's own work is counted too, though callgrind slows the server ~50x and so
@@ -37,7 +40,7 @@ function serve (variant, maxn) {
   else if (variant === 'mw') handler = memoryTracking.wrap(plain, { routeTemplate: () => 'GET /users/:id' })
   else if (variant === 'mwsampler') handler = memoryTracking.wrap(plain, { samplerIntervalMs: 5, routeTemplate: () => 'GET /users/:id' })
   else if (variant === 'mwnohdr') handler = memoryTracking.wrap(plain, { includeHeaders: false, samplerIntervalMs: 5, routeTemplate: () => 'GET /users/:id' })
-  else if (variant === 'xbare' || variant === 'xpass' || variant === 'xmw') {
+  else if (variant === 'xbare' || variant === 'xpass' || variant === 'xmw' || variant === 'xmwnohdr') {
     // Express (a devDependency here): the same hello world as a route, with memoryTracking()
     // as app middleware in xmw
     const express = require('express')
@@ -45,6 +48,7 @@ function serve (variant, maxn) {
     a.set('etag', false)
     a.set('x-powered-by', false)
     if (variant === 'xmw') a.use(memoryTracking())
+    if (variant === 'xmwnohdr') a.use(memoryTracking({ includeHeaders: false }))
     if (variant === 'xpass') a.use(function pass (req, res, next) { next() })
     a.get('/users/:id', plain)
     handler = a
@@ -54,7 +58,7 @@ function serve (variant, maxn) {
 }
 function run (variant, n) {
   return new Promise((resolve, reject) => {
-    const p = spawn('valgrind', ['--tool=callgrind', '--smc-check=all', `--callgrind-out-file=${path.join(os.tmpdir(), `mw-cg-node.${process.pid}.${variant}.${n}`)}`, process.execPath, '--single-threaded', '--hash-seed=7', '--random-seed=7', __filename, '--serve', variant, String(n)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn('valgrind', ['--tool=callgrind', '--smc-check=all', `--callgrind-out-file=${path.join(os.tmpdir(), `mw-cg-node.${process.pid}.${variant}.${n}`)}`, process.execPath, '--single-threaded', '--predictable-gc-schedule', '--hash-seed=7', '--random-seed=7', __filename, '--serve', variant, String(n)], { stdio: ['ignore', 'pipe', 'pipe'] })
     let err = ''
     p.stderr.on('data', (d) => { err += d })
     p.stdout.once('data', async (d) => {

@@ -17,11 +17,17 @@ const native = require('../index.js')
 const kHandle = Symbol('memwarden.requestHandle')
 const kTracking = Symbol('memwarden.tracking')
 /**
- * The same two facts for responses whose prototype is not Node's own (Express sets its own
- * with Object.setPrototypeOf): V8 caches no map transition for a property added to such an
- * object, so each response would get a new map and every access site would miss; counted
- * under callgrind, that cost Express ~94,000 instructions per request. A WeakMap entry
- * ({ handle, tracking }) leaves the response's shape alone.
+ * The same facts for responses whose prototype is not Node's own (Express sets its own with
+ * Object.setPrototypeOf), as a WeakMap entry { handle, tracking }. V8 caches no map
+ * transition for a property added to such an object, so every Express response has a map of
+ * its own: a property added to it cost a new map (~94,000 instructions per request, counted
+ * under callgrind), and every property read of it misses V8's caches and runs a full lookup
+ * (~1,000-2,500 instructions each). So for these responses nothing is added to the response,
+ * and no property of the response is read that the entry can answer (`res.writeHead`,
+ * `res.headersSent`, the two symbols), nor `res.on` (Node's, read off its prototype). The entry
+ * holds nothing that leads back to the response (not even `req`): a scavenge keeps a WeakMap's
+ * values alive, and one that reached the response kept every finished request alive into the
+ * old generation (counted: +60,000 instructions per request of collector work).
  */
 const STATE = new WeakMap()
 const PLAIN_RESPONSE = http.ServerResponse.prototype
@@ -42,19 +48,23 @@ function installWriteHeadHook () {
   const proto = http.ServerResponse.prototype
   const original = proto.writeHead
   hookedWriteHead = function writeHead (statusCode, reason, headers) {
-    const tracking = this[kTracking]
-    if (tracking === undefined && Object.getPrototypeOf(this) !== PLAIN_RESPONSE) {
+    // The last argument, not `arguments` itself: handing that over would make V8 build it.
+    if (Object.getPrototypeOf(this) === PLAIN_RESPONSE) {
+      const tracking = this[kTracking]
+      if (tracking !== undefined) {
+        this[kTracking] = undefined
+        const handle = this[kHandle]
+        if (handle !== 0 && !this.headersSent) tracking.setHeaders(this, handle, arguments.length > 0 ? arguments[arguments.length - 1] : undefined)
+      }
+    } else {
       const state = STATE.get(this)
       if (state !== undefined && state.tracking !== undefined) {
         const t = state.tracking
         state.tracking = undefined
-        if (state.handle !== 0 && !this.headersSent) t.setHeaders(this, state.handle, arguments.length > 0 ? arguments[arguments.length - 1] : undefined)
+        // No headersSent read (see STATE): a head written without this hook makes setHeader
+        // throw, which setHeaders catches.
+        if (state.handle !== 0) t.setHeaders(this, state.handle, arguments.length > 0 ? arguments[arguments.length - 1] : undefined)
       }
-    } else if (tracking !== undefined) {
-      this[kTracking] = undefined
-      const handle = this[kHandle]
-      // The last argument, not `arguments` itself: handing that over would make V8 build it.
-      if (handle !== 0 && !this.headersSent) tracking.setHeaders(this, handle, arguments.length > 0 ? arguments[arguments.length - 1] : undefined)
     }
     return original.apply(this, arguments)
   }
@@ -184,13 +194,6 @@ function lookup (options, key) {
   return undefined
 }
 
-/** Express: the matched route's path below its router's mount path; else 'unmatched'. */
-function defaultRouteTemplate (req) {
-  const route = req.route
-  if (route && typeof route.path === 'string') return `${req.method} ${req.baseUrl || ''}${route.path}`
-  return UNMATCHED
-}
-
 class Tracking {
   constructor (options) {
     const { core, written, routeTemplate, options: given } = readOptions(options)
@@ -211,22 +214,24 @@ class Tracking {
     this.analyticsHandler = null
     this.lastPairs = []
     this.lastRoute = null
+    this.lastExpress = { route: null, method: null, base: null, template: UNMATCHED }
     if (this.includeHeaders && this.enabled) installWriteHeadHook()
     const tracking = this
     // The 'close' listener shared by every response of this middleware (`this` is the
     // response; Node sets `res.req`).
     this.onClose = function memwardenClose () {
-      let handle = this[kHandle]
-      if (handle === undefined) {
-        const state = STATE.get(this)
-        if (state === undefined) return
-        handle = state.handle
-        state.handle = 0
-      } else {
+      if (Object.getPrototypeOf(this) === PLAIN_RESPONSE) {
+        const handle = this[kHandle]
+        if (handle === undefined || handle === 0) return
         this[kHandle] = 0
+        tracking.finish(this.req, this, handle)
+      } else {
+        const state = STATE.get(this)
+        if (state === undefined || state.handle === 0) return
+        const handle = state.handle
+        state.handle = 0
+        tracking.finish(this.req, this, handle)
       }
-      if (handle === 0) return
-      tracking.finish(this.req, this, handle)
     }
   }
 
@@ -240,18 +245,23 @@ class Tracking {
     if (!this.enabled) return
     const handle = this.begin()
     if (handle === 0) return
-    const plain = Object.getPrototypeOf(res) === PLAIN_RESPONSE
-    if (res.req === req && (plain ? res[kHandle] === undefined : !STATE.has(res)) && (!this.includeHeaders || res.writeHead === hookedWriteHead)) {
-      // Node's own response (or Express's, which inherits from it), tracked by no other
-      // middleware yet: the shared hook and listener, the handle and this tracking on the
-      // response (Node's own) or in STATE (a response with another prototype: Express's).
-      if (plain) {
+    if (Object.getPrototypeOf(res) === PLAIN_RESPONSE) {
+      if (res.req === req && res[kHandle] === undefined && (!this.includeHeaders || res.writeHead === hookedWriteHead)) {
+        // Node's own response, tracked by no other middleware yet: the shared hook and
+        // listener, the handle and this tracking on the response.
         res[kHandle] = handle
         res[kTracking] = this.includeHeaders ? this : undefined
-      } else {
-        STATE.set(res, { handle, tracking: this.includeHeaders ? this : undefined })
+        res.on('close', this.onClose)
+        return
       }
-      res.on('close', this.onClose)
+    } else if (PLAIN_RESPONSE.isPrototypeOf(res) && (!this.includeHeaders || PLAIN_RESPONSE.writeHead === hookedWriteHead) && !STATE.has(res)) {
+      // A response that inherits from Node's (Express's), tracked by no other middleware yet:
+      // the shared hook and listener, the facts in STATE. Node's constructor set `res.req`,
+      // which the listener reads. The hook runs behind whatever own writeHead wrappers sit in
+      // front of it, as every head goes through the prototype's.
+      STATE.set(res, { handle, tracking: this.includeHeaders ? this : undefined })
+      // Node's `on` read off its prototype, a cache hit, rather than off the response.
+      PLAIN_RESPONSE.on.call(res, 'close', this.onClose)
       return
     }
     const tracking = this
@@ -297,12 +307,33 @@ class Tracking {
     if (Array.isArray(last)) {
       for (let i = 0; i < pairs.length; i++) last.push(pairs[i])
     } else {
-      for (let i = 0; i < pairs.length; i += 2) res.setHeader(pairs[i], pairs[i + 1])
+      try {
+        for (let i = 0; i < pairs.length; i += 2) res.setHeader(pairs[i], pairs[i + 1])
+      } catch (e) {
+        // The head was already written (ERR_HTTP_HEADERS_SENT): the writeHead that follows
+        // throws Node's own error for it; ours adds nothing.
+        if (!e || e.code !== 'ERR_HTTP_HEADERS_SENT') throw e
+      }
     }
   }
 
+  /**
+   * The route template: `routeTemplate(req)`, else Express's matched route's path below its
+   * router's mount path ('GET /users/:id'), else 'unmatched'. The last template is kept, so the
+   * same route gives the same string, which `finish` compares by identity.
+   */
   route (req) {
-    if (this.routeTemplate === null) return defaultRouteTemplate(req)
+    if (this.routeTemplate === null) {
+      const route = req.route
+      if (!route || typeof route.path !== 'string') return UNMATCHED
+      const method = req.method
+      const base = req.baseUrl || ''
+      const last = this.lastExpress
+      if (last.route === route && last.method === method && last.base === base) return last.template
+      const template = `${method} ${base}${route.path}`
+      this.lastExpress = { route, method, base, template }
+      return template
+    }
     try {
       const r = this.routeTemplate(req)
       if (typeof r === 'string' && r.length > 0) return r

@@ -147,6 +147,48 @@ test('Express responses keep their shape: memwarden adds no property to them', a
   }
 })
 
+test('Express: one route object under two methods and two mount paths gives four templates; a writeHead wrapper set before memoryTracking() keeps the headers', async () => {
+  const mw = memoryTracking()
+  const app = express()
+  // What on-headers and compression do: an own writeHead on the response, set before ours runs.
+  app.use((req, res, next) => {
+    const writeHead = res.writeHead
+    res.writeHead = function wrapped () {
+      res.setHeader('X-Wrapped', 'yes')
+      return writeHead.apply(this, arguments)
+    }
+    next()
+  })
+  app.use(mw)
+  const router = express.Router()
+  router.all('/any', (req, res) => res.send(req.method))
+  app.use('/api', router)
+  app.use('/v2', router)
+  const server = await listen(app)
+  const request = (method, p) => new Promise((resolve, reject) => {
+    http.request(`${server.url}${p}`, { method, agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => { body += c })
+      res.on('end', () => resolve({ headers: res.headers, body }))
+    }).on('error', reject).end()
+  })
+  try {
+    const hits = [['GET', '/api/any'], ['POST', '/api/any'], ['GET', '/v2/any'], ['GET', '/v2/any'], ['POST', '/v2/any'], ['GET', '/api/any']]
+    for (const [method, p] of hits) {
+      const r = await request(method, p)
+      assert.equal(r.body, method)
+      assert.equal(r.headers['x-wrapped'], 'yes')
+      assertMemoryHeaders(r.headers)
+    }
+    await waitFor(() => mw.inFlight === 0 && Object.values(mw.analytics().routes).reduce((n, r) => n + r.count, 0) === 6, 'six requests ended')
+    const counts = Object.fromEntries(Object.entries(mw.analytics().routes).map(([k, v]) => [k, v.count]))
+    assert.deepEqual(counts, { 'GET /api/any': 2, 'POST /api/any': 1, 'GET /v2/any': 2, 'POST /v2/any': 1 })
+  } finally {
+    await close(server)
+  }
+})
+
 test('sampleRate 0 measures nothing: no headers, no analytics', async () => {
   const mw = memoryTracking({ sampleRate: 0 })
   let calls = 0
@@ -442,6 +484,14 @@ test('a response that is not an http.ServerResponse still gets its headers and i
   assert.deepEqual(Object.keys(set).sort(), ['X-Memory-Efficiency', 'X-Memory-Limit', 'X-Memory-Peak', 'X-Memory-Usage'])
   assert.equal(handler.analytics().routes['GET /fake'].count, 1)
   assert.equal(handler.inFlight, 0)
+  // Without headers and without a routeTemplate: counted as unmatched, nothing read off a
+  // request the response does not know.
+  const quiet = memoryTracking.wrap((req, res) => res.end(), { includeHeaders: false })
+  const res2 = new EventEmitter()
+  res2.end = function () { this.emit('close') }
+  quiet({ method: 'GET', url: '/fake' }, res2)
+  assert.deepEqual(Object.keys(quiet.analytics().routes), ['unmatched'])
+  assert.equal(quiet.inFlight, 0)
 })
 
 test('bad options throw RangeError / TypeError naming the key as written', () => {
