@@ -601,6 +601,13 @@ impl RequestTracker {
         }
     }
 
+    /// Drops a request begun with [`begin`](Self::begin) that the host will not end (it could
+    /// not keep it): no longer in flight, recorded nowhere.
+    pub fn abandon(&self, token: RequestToken) {
+        drop(token);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Ends a request measured with the process probe.
     pub fn end(&self, token: RequestToken) -> Result<RequestReport> {
         let (bytes, peak) = self.end_readings(&token)?;
@@ -784,19 +791,21 @@ impl RequestTracker {
     /// Adds `r` to the analytics of `route` (`r.route` may be left empty).
     fn record_as(&self, route: &str, r: &RequestReport) {
         let slot = self.next_u64();
-        let mut a = self.analytics.lock();
-        let known = a.routes.contains_key(route);
-        let key = if known || a.routes.len() < self.cfg.max_routes.saturating_sub(1) {
-            route
-        } else {
-            if !a.routes.contains_key(OTHER_ROUTE) || route != OTHER_ROUTE {
-                a.overflowed += 1;
-            }
-            OTHER_ROUTE
-        };
-        let s = match a.routes.get_mut(key) {
+        let mut guard = self.analytics.lock();
+        let a = &mut *guard;
+        // A known route (nearly every request) costs one search.
+        let s = match a.routes.get_mut(route) {
             Some(s) => s,
-            None => a.routes.entry(key.to_owned()).or_default(),
+            None => {
+                let key = if a.routes.len() < self.cfg.max_routes.saturating_sub(1) {
+                    route
+                } else {
+                    // A template not kept (a new one, so never "other" itself when "other" is kept).
+                    a.overflowed += 1;
+                    OTHER_ROUTE
+                };
+                a.routes.entry(key.to_owned()).or_default()
+            }
         };
         s.count += 1;
         s.high_usage += r.high_usage as u64;
@@ -1117,6 +1126,16 @@ mod tests {
         let an = t.analytics();
         assert_eq!(an["routes"]["A"]["overlapped_share"], 1.0);
         assert_eq!(an["routes"]["D"]["overlapped_share"], 0.0);
+    }
+
+    #[test]
+    fn abandon_leaves_no_request_in_flight_and_records_nothing() {
+        let t = tracker(json!({}));
+        let a = t.begin_with("A", 100).unwrap();
+        assert_eq!(t.in_flight(), 1);
+        t.abandon(a);
+        assert_eq!(t.in_flight(), 0);
+        assert!(t.analytics()["routes"].get("A").is_none());
     }
 
     #[test]

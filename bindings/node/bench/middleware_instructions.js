@@ -11,7 +11,10 @@
 // callgrind and the machine's load stretch: the same Express variant moved by 15,000
 // instructions per request between runs without it, by 1,000 with it) and fixed hash and random
 // seeds (a random hash seed changes start-up by millions of instructions); warm-up: n1
-// requests, so the compilers have settled. Variants: bare; a pass-through wrapper; four constant headers set
+// requests, 9000 by default: V8 still optimizes functions of Node's and Express's request path
+// until about 8,000 (plain http) and 10,000 (Express) requests (counted with --trace-opt), and
+// a warm-up of 2000 charged that compiler work, a few thousand instructions per request, to
+// every variant unevenly. Variants: bare; a pass-through wrapper; four constant headers set
 // by the app (what Node charges for any four headers: the anchor for the headers' share);
 // xbare, xpass, xmw and xmwnohdr, the same hello world as an Express route alone, behind an
 // app.use() middleware that only calls next() (what Express charges for any middleware), and
@@ -77,7 +80,7 @@ function run (variant, n) {
   })
 }
 async function main () {
-  const [n1, n2] = [Number(process.argv[2] || 1500), Number(process.argv[3] || 4500)]
+  const [n1, n2] = [Number(process.argv[2] || 9000), Number(process.argv[3] || 15000)]
   const variants = (process.argv[4] || 'bare,passthru,static4,mw,mwsampler,mwnohdr').split(',')
   console.log(`instructions per request under callgrind (${n1} then ${n2} keep-alive requests; bare = the anchor)`)
   let base = null

@@ -6,7 +6,6 @@
 //! (high usage, analytics) are called by the JS layer, which has the request object; when one
 //! throws it reports the failure with `handlerFailed`, and the core logs and counts it.
 
-use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::sync::Arc;
 
@@ -51,9 +50,68 @@ impl From<CoreReport> for RequestReport {
 
 use memwarden_core::request::UNMATCHED;
 
+/// The requests in flight by handle: a slot array with a free list (a request costs no
+/// search and no allocation once the array has grown to the most requests ever in flight at
+/// once). A handle is the slot's index + 1 in its low [`SLOT_BITS`] bits and the slot's
+/// generation above them, so a handle of an ended request does not reach the next request
+/// in its slot (until the 2,048th reuse of that slot), and every handle is a small integer
+/// (below 2^31, which V8 keeps unboxed).
+struct Slots<T> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+}
+
+struct Slot<T> {
+    generation: u32,
+    token: Option<T>,
+}
+
+const SLOT_BITS: u32 = 20;
+/// Requests in flight at once that get a handle; those above are not measured.
+const MAX_IN_FLIGHT: usize = (1 << SLOT_BITS) - 1;
+const GENERATIONS: u32 = 1 << (31 - SLOT_BITS);
+
+impl<T> Slots<T> {
+    fn new() -> Self {
+        Slots { slots: Vec::new(), free: Vec::new() }
+    }
+
+    /// A handle for `token`; the token back when [`MAX_IN_FLIGHT`] requests are in flight.
+    fn insert(&mut self, token: T) -> std::result::Result<u32, T> {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None if self.slots.len() < MAX_IN_FLIGHT => {
+                self.slots.push(Slot { generation: 0, token: None });
+                (self.slots.len() - 1) as u32
+            }
+            None => return Err(token),
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.token = Some(token);
+        Ok(slot.generation << SLOT_BITS | (index + 1))
+    }
+
+    fn slot(&self, handle: u32) -> Option<usize> {
+        let index = (handle & ((1 << SLOT_BITS) - 1)).checked_sub(1)? as usize;
+        let slot = self.slots.get(index)?;
+        (slot.generation == handle >> SLOT_BITS && slot.token.is_some()).then_some(index)
+    }
+
+    fn get(&self, handle: u32) -> Option<&T> {
+        self.slot(handle).and_then(|i| self.slots[i].token.as_ref())
+    }
+
+    fn remove(&mut self, handle: u32) -> Option<T> {
+        let i = self.slot(handle)?;
+        let slot = &mut self.slots[i];
+        slot.generation = (slot.generation + 1) % GENERATIONS;
+        self.free.push(i as u32);
+        slot.token.take()
+    }
+}
+
 struct Tokens {
-    next: u32,
-    live: BTreeMap<u32, RequestToken>,
+    live: Slots<RequestToken>,
     /// The last header block the plain `headers` function handed over.
     last_block: HeaderCache,
     /// The route the plain `finish` function was last given: a `finish(handle)` without one
@@ -72,13 +130,13 @@ impl ReqCore {
     /// A new request's handle, 0 when disabled or not sampled.
     fn begin(&self) -> CoreResult<u32> {
         let Some(token) = self.inner.begin(UNMATCHED)? else { return Ok(0) };
-        let mut t = self.tokens.lock();
-        loop {
-            t.next = t.next.wrapping_add(1).max(1);
-            let id = t.next;
-            if let std::collections::btree_map::Entry::Vacant(slot) = t.live.entry(id) {
-                slot.insert(token);
-                return Ok(id);
+        let inserted = self.tokens.lock().live.insert(token);
+        match inserted {
+            Ok(handle) => Ok(handle),
+            // More requests in flight than handles: this one is not measured.
+            Err(token) => {
+                self.inner.abandon(token);
+                Ok(0)
             }
         }
     }
@@ -86,7 +144,7 @@ impl ReqCore {
     /// The headers so far as `name:value` lines; empty for an unknown handle.
     fn headers(&self, handle: u32) -> CoreResult<String> {
         let t = self.tokens.lock();
-        let Some(token) = t.live.get(&handle) else { return Ok(String::new()) };
+        let Some(token) = t.live.get(handle) else { return Ok(String::new()) };
         let report = self.inner.peek(token)?;
         drop(t);
         let mut out = String::with_capacity(96);
@@ -108,7 +166,7 @@ impl ReqCore {
     fn header_block_if_changed(&self, handle: u32) -> CoreResult<Option<String>> {
         let mut guard = self.tokens.lock();
         let t = &mut *guard;
-        let Some(token) = t.live.get(&handle) else { return Ok(Some(String::new())) };
+        let Some(token) = t.live.get(handle) else { return Ok(Some(String::new())) };
         if self.inner.peek_header_block(token, &mut t.last_block)? {
             return Ok(Some(t.last_block.block.clone()));
         }
@@ -117,7 +175,7 @@ impl ReqCore {
 
     /// Ends the request under `route`; `None` for an unknown or already ended handle.
     fn end(&self, handle: u32, route: &str) -> CoreResult<Option<CoreReport>> {
-        let Some(mut token) = self.tokens.lock().live.remove(&handle) else { return Ok(None) };
+        let Some(mut token) = self.tokens.lock().live.remove(handle) else { return Ok(None) };
         token.set_route(route);
         self.inner.end(token).map(Some)
     }
@@ -130,7 +188,7 @@ impl ReqCore {
         if let Some(r) = route {
             r.clone_into(&mut t.last_route);
         }
-        let Some(token) = t.live.remove(&handle) else { return Ok(None) };
+        let Some(token) = t.live.remove(handle) else { return Ok(None) };
         let route = if t.last_route.is_empty() { UNMATCHED } else { &t.last_route };
         // Under the lock (the route is borrowed from it); the core takes no lock of ours.
         self.inner.end_quiet(token, route).map(Some)
@@ -150,12 +208,8 @@ impl NativeRequestTracker {
     pub fn new(env: Env, config: Option<Value>) -> Result<Self> {
         let cfg = normalize_numbers(config.unwrap_or(Value::Null));
         let inner = guarded(&env, || RequestTracker::from_json(&cfg))?;
-        let tokens = Mutex::new(Tokens {
-            next: 0,
-            live: BTreeMap::new(),
-            last_block: HeaderCache::default(),
-            last_route: String::new(),
-        });
+        let tokens =
+            Mutex::new(Tokens { live: Slots::new(), last_block: HeaderCache::default(), last_route: String::new() });
         Ok(NativeRequestTracker { core: Arc::new(ReqCore { inner, tokens }) })
     }
 
@@ -277,5 +331,61 @@ unsafe extern "C" fn fast_finish(env: sys::napi_env, info: sys::napi_callback_in
         Ok(Some(high_usage)) => fast::js_bool(env, high_usage),
         Ok(None) => fast::js_null(env),
         Err(_) => std::ptr::null_mut(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_give_each_request_its_own_handle_and_refuse_ended_ones() {
+        let mut s = Slots::new();
+        let a = s.insert("a").unwrap();
+        let b = s.insert("b").unwrap();
+        assert!(a != 0 && b != 0 && a != b);
+        assert_eq!((s.get(a).copied(), s.get(b).copied()), (Some("a"), Some("b")));
+        assert_eq!(s.remove(a), Some("a"));
+        // Ended: neither found nor removed again, also once its slot holds another request.
+        assert_eq!(s.get(a), None);
+        assert_eq!(s.remove(a), None);
+        let c = s.insert("c").unwrap();
+        assert_ne!(c, a, "the reused slot's next handle differs");
+        assert_eq!(s.get(a), None);
+        assert_eq!(s.remove(a), None);
+        assert_eq!(s.get(c), Some(&"c"));
+        // Not handles: 0, an index past the array, a generation never given.
+        assert_eq!(s.get(0), None);
+        assert_eq!(s.get(12345), None);
+        assert_eq!(s.get(b + (5 << SLOT_BITS)), None);
+        assert_eq!(s.remove(b), Some("b"));
+        assert_eq!(s.remove(c), Some("c"));
+    }
+
+    #[test]
+    fn handles_stay_small_integers_through_every_generation() {
+        let mut s = Slots::new();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..(GENERATIONS + 3) {
+            let h = s.insert(i).unwrap();
+            assert!(h > 0 && h < 1 << 31, "{h}");
+            seen.insert(h);
+            assert_eq!(s.remove(h), Some(i));
+        }
+        // One slot, reused: a handle per generation, then the first again.
+        assert_eq!(seen.len(), GENERATIONS as usize);
+        assert_eq!(s.slots.len(), 1);
+    }
+
+    #[test]
+    fn past_the_most_in_flight_the_token_comes_back() {
+        let mut s = Slots::new();
+        for i in 0..MAX_IN_FLIGHT {
+            s.insert(i as u32).unwrap();
+        }
+        assert_eq!(s.insert(7), Err(7));
+        let last = MAX_IN_FLIGHT as u32; // the last slot, generation 0
+        assert_eq!(s.remove(last), Some(MAX_IN_FLIGHT as u32 - 1));
+        assert!(s.insert(8).is_ok());
     }
 }
