@@ -1343,6 +1343,19 @@ mw_status mw_tracker_get(mw_tracker *t, uint64_t id, char **json_out);
 // `collected_unreleased`, `cleaned_up`), `droppedEvents`.
 mw_status mw_tracker_stats(mw_tracker *t, char **json_out);
 
+// The leak report line the bindings write to stderr at exit, without a trailing newline:
+// `memwarden: ResourceTracker leak report at exit: {"activeResources":N,"totalAllocated":N,"leaks":{...}}`
+// (`leaks` as in `mw_tracker_stats`, `{}` when nothing was tracked). `*line_out` is freed with
+// `mw_string_free`.
+mw_status mw_tracker_exit_report_line(mw_tracker *t,
+                                      char **line_out);
+
+// The line to write at exit instead when taking the report failed:
+// `memwarden: ResourceTracker leak report at exit failed: <message>`, without a trailing
+// newline. Bytes of `message` that are not UTF-8 are replaced with U+FFFD. `*line_out` is
+// freed with `mw_string_free`.
+mw_status mw_tracker_exit_report_failed_line(const char *message, char **line_out);
+
 // Events since the last poll as a JSON array of `{type, usage, threshold, detail}`; `type` is
 // `memoryWarning`, `memoryCritical` (once per crossing) or `cleanup`.
 mw_status mw_tracker_poll(mw_tracker *t, char **json_out);

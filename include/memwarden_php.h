@@ -637,6 +637,11 @@ mw_status mw_tracker_get(mw_tracker *t, uint64_t id, char **json_out);
 
 mw_status mw_tracker_stats(mw_tracker *t, char **json_out);
 
+mw_status mw_tracker_exit_report_line(mw_tracker *t,
+                                      char **line_out);
+
+mw_status mw_tracker_exit_report_failed_line(const char *message, char **line_out);
+
 mw_status mw_tracker_poll(mw_tracker *t, char **json_out);
 
 mw_status mw_tracker_cleanup(mw_tracker *t, char **json_out);

@@ -356,6 +356,16 @@ export declare class NativeResourceTracker {
   getResource(id: number): Record<string, any> | null
   getMemoryStats(): Record<string, any>
   leakReport(): Record<string, any>
+  /**
+   * The line `reportAtExit` writes to stderr at exit, without a newline:
+   * `memwarden: ResourceTracker leak report at exit: {"activeResources":..,"totalAllocated":..,"leaks":{...}}`.
+   */
+  exitReportLine(): string
+  /**
+   * The line written at exit instead when taking the report failed, without a newline:
+   * `memwarden: ResourceTracker leak report at exit failed: <message>`.
+   */
+  static exitReportFailedLine(message: string): string
   /** Events since the last poll, oldest first: `{ type, usage, threshold, detail }`. */
   pollEvents(): Array<Record<string, any>>
   /**

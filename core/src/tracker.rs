@@ -14,6 +14,17 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Hysteresis: a level is left downward only this fraction of `maxMemoryUsage` below it.
 pub const HYSTERESIS: f64 = 0.02;
+
+/// What every binding's at-exit line starts with, before the JSON (see
+/// [`ResourceTracker::exit_report_line`]).
+pub const EXIT_REPORT_PREFIX: &str = "memwarden: ResourceTracker leak report at exit: ";
+
+/// The line a binding writes at exit instead of the report when taking it failed (a host-side
+/// error, say), without a trailing newline:
+/// `memwarden: ResourceTracker leak report at exit failed: <message>`.
+pub fn exit_report_failed_line(message: &str) -> String {
+    format!("memwarden: ResourceTracker leak report at exit failed: {message}")
+}
 const EVENT_QUEUE: usize = 1024;
 
 /// Config as Streamflow writes it (camelCase), snake_case aliases accepted.
@@ -494,6 +505,20 @@ impl ResourceTracker {
         self.get_memory_stats()["leaks"].take()
     }
 
+    /// The leak report line that the bindings write to stderr at exit (Python
+    /// `report_at_exit=True`, Node `reportAtExit: true`, PHP `'reportAtExit' => true`, or
+    /// verbose debugging), without a trailing newline:
+    /// `memwarden: ResourceTracker leak report at exit: {"activeResources":N,"totalAllocated":N,"leaks":{...}}`,
+    /// the keys in that order and `leaks` as [`leak_report`](Self::leak_report) gives it (an
+    /// object, `{}` when nothing was tracked).
+    pub fn exit_report_line(&self) -> String {
+        let stats = self.get_memory_stats();
+        format!(
+            "{EXIT_REPORT_PREFIX}{{\"activeResources\":{},\"totalAllocated\":{},\"leaks\":{}}}",
+            stats["activeResources"], stats["totalAllocated"], stats["leaks"]
+        )
+    }
+
     /// Events since the last poll, oldest first.
     pub fn poll_events(&self) -> Vec<TrackerEvent> {
         self.shared.state.lock().events.drain(..).collect()
@@ -620,6 +645,26 @@ mod tests {
         let fin = t.dispose();
         assert_eq!(fin, l);
         assert_eq!(t.track_resource("x", 1, json!({})).unwrap_err().kind(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn exit_report_line_is_the_line_every_binding_writes() {
+        let t = tracker(json!({}));
+        assert_eq!(
+            t.exit_report_line(),
+            r#"memwarden: ResourceTracker leak report at exit: {"activeResources":0,"totalAllocated":0,"leaks":{}}"#
+        );
+        t.track_resource("upload", 10, json!({"name": "a.bin"})).unwrap();
+        let done = t.track_resource("upload", 5, json!({})).unwrap();
+        t.release_resource(done).unwrap();
+        assert_eq!(
+            t.exit_report_line(),
+            concat!(
+                r#"memwarden: ResourceTracker leak report at exit: {"activeResources":1,"totalAllocated":10,"#,
+                r#""leaks":{"upload":{"cleaned_up":0,"collected_unreleased":0,"live":1,"released":1}}}"#
+            )
+        );
+        assert_eq!(exit_report_failed_line("boom"), "memwarden: ResourceTracker leak report at exit failed: boom");
     }
 
     #[test]

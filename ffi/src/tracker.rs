@@ -1,6 +1,6 @@
 //! `mw_tracker_*`: Streamflow's ResourceTracker (core::tracker) through the C ABI.
 
-use std::ffi::{CString, c_char, c_void};
+use std::ffi::{CStr, CString, c_char, c_void};
 use std::sync::Arc;
 
 use memwarden_core::tracker::TrackerEvent;
@@ -152,6 +152,42 @@ pub unsafe extern "C" fn mw_tracker_stats(t: *mut mw_tracker, json_out: *mut *mu
     boundary(|| {
         need_out(json_out, "json_out")?;
         write_json(json_out, &tracker(t)?.inner.get_memory_stats())
+    })
+}
+
+/// The leak report line the bindings write to stderr at exit, without a trailing newline:
+/// `memwarden: ResourceTracker leak report at exit: {"activeResources":N,"totalAllocated":N,"leaks":{...}}`
+/// (`leaks` as in `mw_tracker_stats`, `{}` when nothing was tracked). `*line_out` is freed with
+/// `mw_string_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_exit_report_line(t: *mut mw_tracker, line_out: *mut *mut c_char) -> mw_status {
+    boundary(|| {
+        need_out(line_out, "line_out")?;
+        let line = tracker(t)?.inner.exit_report_line();
+        // Safety: checked non-NULL above.
+        unsafe { write_out(line_out, "line_out", out_string(line)) }
+    })
+}
+
+/// The line to write at exit instead when taking the report failed:
+/// `memwarden: ResourceTracker leak report at exit failed: <message>`, without a trailing
+/// newline. Bytes of `message` that are not UTF-8 are replaced with U+FFFD. `*line_out` is
+/// freed with `mw_string_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_tracker_exit_report_failed_line(
+    message: *const c_char,
+    line_out: *mut *mut c_char,
+) -> mw_status {
+    boundary(|| {
+        need_out(line_out, "line_out")?;
+        if message.is_null() {
+            return Err(FfiError::null("message"));
+        }
+        // Safety: non-NULL and NUL-terminated per the contract.
+        let message = unsafe { CStr::from_ptr(message) }.to_string_lossy();
+        let line = memwarden_core::tracker::exit_report_failed_line(&message);
+        // Safety: checked non-NULL above.
+        unsafe { write_out(line_out, "line_out", out_string(line)) }
     })
 }
 

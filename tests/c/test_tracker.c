@@ -263,6 +263,36 @@ static void test_tracker(void) {
     mw_string_free(again);
     mw_tracker_free(t);
 
+    /* the at-exit line the bindings write, built by the library; and its failure variant */
+    CHECK_STATUS(mw_tracker_new(NULL, &t), MW_STATUS_OK);
+    char *line = NULL;
+    CHECK_STATUS(mw_tracker_exit_report_line(t, &line), MW_STATUS_OK);
+    CHECK(line && strcmp(line, "memwarden: ResourceTracker leak report at exit: "
+                               "{\"activeResources\":0,\"totalAllocated\":0,\"leaks\":{}}") == 0);
+    mw_string_free(line);
+    CHECK_STATUS(mw_tracker_track(t, "socket", 3, NULL, &ids[0]), MW_STATUS_OK);
+    CHECK_STATUS(mw_tracker_exit_report_line(t, &line), MW_STATUS_OK);
+    CHECK(line && strcmp(line, "memwarden: ResourceTracker leak report at exit: "
+                               "{\"activeResources\":1,\"totalAllocated\":3,\"leaks\":{\"socket\":"
+                               "{\"cleaned_up\":0,\"collected_unreleased\":0,\"live\":1,\"released\":0}}}") == 0);
+    mw_string_free(line);
+    CHECK_STATUS(mw_tracker_exit_report_line(t, NULL), MW_STATUS_NULL_ARGUMENT);
+    ERR_HAS("line_out");
+    CHECK_STATUS(mw_tracker_exit_report_line(NULL, &line), MW_STATUS_NULL_ARGUMENT);
+    mw_tracker_free(t);
+    line = NULL;
+    CHECK_STATUS(mw_tracker_exit_report_line(t, &line), MW_STATUS_INVALID_ARGUMENT);
+    CHECK(line == NULL);
+    CHECK_STATUS(mw_tracker_exit_report_failed_line("boom", &line), MW_STATUS_OK);
+    CHECK(line && strcmp(line, "memwarden: ResourceTracker leak report at exit failed: boom") == 0);
+    mw_string_free(line);
+    CHECK_STATUS(mw_tracker_exit_report_failed_line("bad \xff byte", &line), MW_STATUS_OK);
+    CHECK(line && strcmp(line, "memwarden: ResourceTracker leak report at exit failed: bad \xef\xbf\xbd byte") == 0);
+    mw_string_free(line);
+    CHECK_STATUS(mw_tracker_exit_report_failed_line(NULL, &line), MW_STATUS_NULL_ARGUMENT);
+    ERR_HAS("message");
+    CHECK_STATUS(mw_tracker_exit_report_failed_line("x", NULL), MW_STATUS_NULL_ARGUMENT);
+
     /* a timer thread is started and stopped by free */
     CHECK_STATUS(mw_tracker_new("{\"cleanup_interval\": 5, \"enable_auto_cleanup\": true}", &t), MW_STATUS_OK);
     mw_tracker_free(t);

@@ -32,7 +32,8 @@ function canBeCollected (resource) {
 
 /**
  * Trackers made with `reportAtExit: true` or switched to `debug({ verbose: true })` write their
- * leak report to stderr when the process exits, in the line Python and PHP write.
+ * leak report to stderr when the process exits, in the line Python and PHP write (the core
+ * builds it).
  */
 const exitTrackers = new Set()
 let exitHookInstalled = false
@@ -42,10 +43,9 @@ function reportAtExit () {
     if (t === undefined || t._disposed || !(t._reportAtExit || t._debug.verbose)) continue
     let line
     try {
-      const stats = t.getMemoryStats()
-      line = `memwarden: ResourceTracker leak report at exit: ${JSON.stringify({ activeResources: stats.activeResources, totalAllocated: stats.totalAllocated, leaks: stats.leaks })}`
+      line = t._native.exitReportLine()
     } catch (e) {
-      line = `memwarden: ResourceTracker leak report at exit failed: ${e && e.message}`
+      line = native.NativeResourceTracker.exitReportFailedLine(String(e && e.message))
     }
     process.stderr.write(line + '\n')
   }

@@ -101,6 +101,20 @@ impl NativeResourceTracker {
         self.inner.leak_report()
     }
 
+    /// The line `reportAtExit` writes to stderr at exit, without a newline:
+    /// `memwarden: ResourceTracker leak report at exit: {"activeResources":..,"totalAllocated":..,"leaks":{...}}`.
+    #[napi]
+    pub fn exit_report_line(&self) -> String {
+        self.inner.exit_report_line()
+    }
+
+    /// The line written at exit instead when taking the report failed, without a newline:
+    /// `memwarden: ResourceTracker leak report at exit failed: <message>`.
+    #[napi]
+    pub fn exit_report_failed_line(message: String) -> String {
+        memwarden_core::tracker::exit_report_failed_line(&message)
+    }
+
     /// Events since the last poll, oldest first: `{ type, usage, threshold, detail }`.
     #[napi(ts_return_type = "Array<Record<string, any>>")]
     pub fn poll_events(&self) -> Vec<Value> {

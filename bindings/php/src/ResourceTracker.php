@@ -38,7 +38,7 @@ use Memwarden\Exception\InvalidConfigException;
  * debug(['verbose' => true]), a shutdown function (register_shutdown_function) writes
  * "memwarden: ResourceTracker leak report at exit: {...}" with activeResources,
  * totalAllocated and leaks to stderr when the script ends, for every such tracker still alive
- * and not disposed, as the Python and Node bindings do.
+ * and not disposed, as the Python and Node bindings do (the library builds the line).
  */
 final class ResourceTracker
 {
@@ -384,16 +384,19 @@ final class ResourceTracker
             return null;
         }
         $this->sweep();
-        if ($this->ffi->mw_tracker_stats($this->handle, \FFI::addr($this->out)) !== 0) {
+        if ($this->ffi->mw_tracker_exit_report_line($this->handle, \FFI::addr($this->out)) !== 0) {
             return null;
         }
-        $stats = Native::decode(Native::takeString($this->out));
-        $line = json_encode([
-            'activeResources' => $stats['activeResources'] ?? 0,
-            'totalAllocated' => $stats['totalAllocated'] ?? 0,
-            'leaks' => (object) ($stats['leaks'] ?? []),
-        ], JSON_UNESCAPED_SLASHES);
-        return "memwarden: ResourceTracker leak report at exit: {$line}\n";
+        return Native::takeString($this->out) . "\n";
+    }
+
+    /** The line the shutdown function writes instead when taking a tracker's report failed. */
+    private static function exitReportFailedLine(string $message): string
+    {
+        $ffi = Native::ffi();
+        $out = $ffi->new('char*');
+        Native::check($ffi->mw_tracker_exit_report_failed_line($message, \FFI::addr($out)));
+        return Native::takeString($out) . "\n";
     }
 
     /** The shutdown function: every watched tracker still alive writes its line to stderr. */
@@ -410,7 +413,7 @@ final class ResourceTracker
             try {
                 $line = $tracker->exitReportLine();
             } catch (\Throwable $e) {
-                $line = 'memwarden: ResourceTracker leak report at exit failed: ' . $e->getMessage() . "\n";
+                $line = self::exitReportFailedLine($e->getMessage());
             }
             if ($line === null) {
                 continue;

@@ -148,17 +148,9 @@ pub fn resource_trackers_at_exit(py: Python<'_>) -> PyResult<()> {
     for inner in live {
         let verbose = inner.callbacks.verbose.load(Ordering::Relaxed);
         if inner.report_at_exit.load(Ordering::Relaxed) || verbose {
-            let stats = inner.core.get_memory_stats();
-            let line = serde_json::json!({
-                "activeResources": stats["activeResources"],
-                "totalAllocated": stats["totalAllocated"],
-                "leaks": stats["leaks"],
-            });
+            let line = inner.core.exit_report_line();
             let sys = py.import(intern!(py, "sys"))?;
-            sys.getattr(intern!(py, "stderr"))?.call_method1(
-                intern!(py, "write"),
-                (format!("memwarden: ResourceTracker leak report at exit: {line}\n"),),
-            )?;
+            sys.getattr(intern!(py, "stderr"))?.call_method1(intern!(py, "write"), (format!("{line}\n"),))?;
         }
         if inner.has_timer() {
             inner.detach_all(py);
