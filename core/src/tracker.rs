@@ -15,16 +15,16 @@ use crate::error::{Error, ErrorKind, Result};
 /// Hysteresis: a level is left downward only this fraction of `maxMemoryUsage` below it.
 pub const HYSTERESIS: f64 = 0.02;
 
-/// What every binding's at-exit line starts with, before the JSON (see
-/// [`ResourceTracker::exit_report_line`]).
-pub const EXIT_REPORT_PREFIX: &str = "memwarden: ResourceTracker leak report at exit: ";
+/// What both at-exit lines start with (see [`ResourceTracker::exit_report_line`]).
+const EXIT_REPORT: &str = "memwarden: ResourceTracker leak report at exit";
 
 /// The line a binding writes at exit instead of the report when taking it failed (a host-side
 /// error, say), without a trailing newline:
 /// `memwarden: ResourceTracker leak report at exit failed: <message>`.
 pub fn exit_report_failed_line(message: &str) -> String {
-    format!("memwarden: ResourceTracker leak report at exit failed: {message}")
+    format!("{EXIT_REPORT} failed: {message}")
 }
+
 const EVENT_QUEUE: usize = 1024;
 
 /// Config as Streamflow writes it (camelCase), snake_case aliases accepted.
@@ -514,7 +514,7 @@ impl ResourceTracker {
     pub fn exit_report_line(&self) -> String {
         let stats = self.get_memory_stats();
         format!(
-            "{EXIT_REPORT_PREFIX}{{\"activeResources\":{},\"totalAllocated\":{},\"leaks\":{}}}",
+            "{EXIT_REPORT}: {{\"activeResources\":{},\"totalAllocated\":{},\"leaks\":{}}}",
             stats["activeResources"], stats["totalAllocated"], stats["leaks"]
         )
     }

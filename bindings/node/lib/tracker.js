@@ -45,7 +45,11 @@ function reportAtExit () {
     try {
       line = t._native.exitReportLine()
     } catch (e) {
-      line = native.NativeResourceTracker.exitReportFailedLine(String(e && e.message))
+      try {
+        line = native.NativeResourceTracker.exitReportFailedLine(String(e && e.message))
+      } catch {
+        continue // nothing is thrown from the 'exit' listener
+      }
     }
     process.stderr.write(line + '\n')
   }

@@ -287,6 +287,28 @@ test('reportAtExit writes the leak report at exit, in the line Python and PHP wr
   assert.throws(() => new ResourceTracker({ reportAtExit: true, report_at_exit: true }), /'reportAtExit' and 'report_at_exit' are the same option/)
 })
 
+test('reportAtExit: a report that cannot be taken gives the failed line, and the exit code stays 0', () => {
+  const lib = path.join(__dirname, '..')
+  const script = `
+    const { ResourceTracker } = require(${JSON.stringify(lib)})
+    const a = new ResourceTracker({ reportAtExit: true })
+    a._native.exitReportLine = () => { throw new Error('boom') }
+    globalThis.keep = a
+  `
+  const r = spawnSync(process.execPath, ['-e', script], { timeout: 20000, encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stderr)
+  assert.match(r.stderr, /^memwarden: ResourceTracker leak report at exit failed: boom$/m)
+
+  // Not even the failed line (the error's message cannot be read): nothing is written and
+  // nothing is thrown from the exit listener.
+  const worse = script + `
+    a._native.exitReportLine = () => { throw { get message () { throw new Error('worse') } } }
+  `
+  const w = spawnSync(process.execPath, ['-e', worse], { timeout: 20000, encoding: 'utf8' })
+  assert.equal(w.status, 0, w.stderr)
+  assert.doesNotMatch(w.stderr, /leak report at exit|worse/)
+})
+
 test('config: Streamflow keys, snake_case aliases and errors', () => {
   const t = new ResourceTracker({
     maxMemoryUsage: 200 * 1024 * 1024,

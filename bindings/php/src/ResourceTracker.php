@@ -390,13 +390,20 @@ final class ResourceTracker
         return Native::takeString($this->out) . "\n";
     }
 
-    /** The line the shutdown function writes instead when taking a tracker's report failed. */
-    private static function exitReportFailedLine(string $message): string
+    /**
+     * The line the shutdown function writes instead when taking a tracker's report failed;
+     * null when the library cannot give even that (nothing is thrown at shutdown).
+     */
+    private static function exitReportFailedLine(string $message): ?string
     {
-        $ffi = Native::ffi();
-        $out = $ffi->new('char*');
-        Native::check($ffi->mw_tracker_exit_report_failed_line($message, \FFI::addr($out)));
-        return Native::takeString($out) . "\n";
+        try {
+            $ffi = Native::ffi();
+            $out = $ffi->new('char*');
+            Native::check($ffi->mw_tracker_exit_report_failed_line($message, \FFI::addr($out)));
+            return Native::takeString($out) . "\n";
+        } catch (\Throwable) {
+            return null;
+        }
     }
 
     /** The shutdown function: every watched tracker still alive writes its line to stderr. */
